@@ -1,0 +1,427 @@
+"""Iterative hard thresholding with support refinement (plain arrays only).
+
+One iteration (see DESIGN.md, section 3):
+
+1. residual ``R = dL/dF`` at the current network;
+2. one streaming pass of the full gradient ``g = A^T R``: exact on the
+   support, the ``s`` largest off-support magnitudes elsewhere.  Off the
+   support ``w = 0``, so ``|w - mu g| = mu |g|`` ranks entries the same way
+   for every step ``mu``: these ``2 s`` candidates are all that hard
+   thresholding at any step size can select, and backtracking on ``mu`` costs
+   no further pass;
+3. normalised step ``mu = ||g_T||^2 / ||A g_T||^2`` on ``T``, the ``s``
+   largest gradient entries (Blumensath & Davies, 2010), halved until the
+   thresholded point (refined if needed) lowers the loss;
+4. ``w <- H_s(w - mu g)`` over the candidates;
+5. refinement on the new support: conjugate gradients for the squared loss
+   (hard thresholding pursuit), safeguarded gradient steps otherwise;
+6. sequential gates: every ``gate_update_period`` iterations the gate of each
+   active neuron follows its own weights, ``h_j = a_j w_j``.
+
+The loop stays in Python (stopping rules, verbose output, warm starts); the
+per-iteration work happens in the operator's numba kernels and BLAS.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class IHTState:
+    """Sparse fused weights, output intercept and sequential gates."""
+
+    idx: np.ndarray  # sorted flat indices (int64)
+    val: np.ndarray  # values (float64)
+    intercept: np.ndarray  # (k,)
+    gate_neurons: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    gate_vectors: np.ndarray = None  # (q, m) float64
+    gate_signs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+
+
+@dataclass
+class IHTResult:
+    state: IHTState
+    loss_curve: list
+    n_iter: int
+    converged: bool
+    stop_reason: str
+    loss: float
+
+
+def _top_s(values, idx, s):
+    """Positions of the ``s`` largest ``|values|``; ties go to smaller ``idx``."""
+    if values.shape[0] <= s:
+        return np.arange(values.shape[0])
+    a = np.abs(values)
+    order = np.lexsort((idx, -a))
+    return np.sort(order[:s])
+
+
+class _Problem:
+    """Bundle of operator, loss, data and the current point's predictions."""
+
+    def __init__(self, op, loss, Y, sw, fit_intercept):
+        self.op = op
+        self.loss = loss
+        self.Y = Y
+        self.sw = sw
+        self.fit_intercept = fit_intercept
+        self.k = Y.shape[1]
+
+    def evaluate(self, idx, val, b0):
+        """(F0, intercept, F, loss) at the point (idx, val)."""
+        F0 = self.op.forward(idx, val)
+        if self.fit_intercept:
+            b = self.loss.intercept(F0, self.Y, self.sw, b0)
+        else:
+            b = np.zeros(self.k)
+        F = F0 + b
+        return F0, b, F, self.loss.value(F, self.Y, self.sw)
+
+    def center(self, Q):
+        """Weighted centring of a direction's image (the intercept absorbs the mean)."""
+        if self.fit_intercept:
+            return Q - self.sw @ Q
+        return Q
+
+    def curvature_norm(self, idx, v):
+        """``c * sum_i sw_i ||(A v)_i - mean||^2`` along direction v."""
+        Q = self.center(self.op.forward(idx, v))
+        return self.loss.curvature * float(self.sw @ np.einsum("ij,ij->i", Q, Q))
+
+    # ------------------------------------------------------------------
+    def refine(self, idx, val, b, F, L, n_steps, tol=0.0):
+        """Improve the weights on a fixed support.  Returns (val, b, F, L)."""
+        if n_steps <= 0 or idx.size == 0:
+            return val, b, F, L
+        if self.loss.is_quadratic:
+            return self._refine_cg(idx, val, b, F, L, n_steps, tol)
+        return self._refine_gd(idx, val, b, F, L, n_steps)
+
+    def _refine_cg(self, idx, val, b, F, L, n_steps, tol):
+        # Normal equations of the squared loss on the support, with the
+        # intercept eliminated by weighted centring: Q v = A_S^T Sw P A_S v.
+        R = self.loss.gradient(F, self.Y, self.sw)
+        r = -self.op.support_gradient(idx, R)
+        r0 = np.sqrt(r @ r)
+        if r0 == 0.0:
+            return val, b, F, L
+        v = val.copy()
+        d = r.copy()
+        rr = r @ r
+        for _ in range(n_steps):
+            Ad = self.center(self.op.forward(idx, d))
+            dQd = float(self.sw @ np.einsum("ij,ij->i", Ad, Ad))
+            if dQd <= 0.0 or not np.isfinite(dQd):
+                break
+            alpha = rr / dQd
+            v += alpha * d
+            Qd = self.op.support_gradient(idx, self.sw[:, None] * Ad)
+            r -= alpha * Qd
+            rr_new = r @ r
+            if np.sqrt(rr_new) <= tol * r0:
+                break
+            d = r + (rr_new / rr) * d
+            rr = rr_new
+        _, b_new, F_new, L_new = self.evaluate(idx, v, b)
+        if L_new <= L:
+            return v, b_new, F_new, L_new
+        return val, b, F, L
+
+    def _refine_gd(self, idx, val, b, F, L, n_steps):
+        for _ in range(n_steps):
+            R = self.loss.gradient(F, self.Y, self.sw)
+            g = self.op.support_gradient(idx, R)
+            gg = g @ g
+            if gg == 0.0:
+                break
+            denom = self.curvature_norm(idx, g)
+            mu = gg / denom if denom > 0 else 1.0
+            accepted = False
+            for _ in range(30):
+                v = val - mu * g
+                _, b_new, F_new, L_new = self.evaluate(idx, v, b)
+                if L_new <= L - 0.25 * mu * gg:
+                    accepted = True
+                    break
+                mu *= 0.5
+            if not accepted:
+                break
+            val, b, F, L = v, b_new, F_new, L_new
+        return val, b, F, L
+
+
+def _sync_gates(prob, state, F):
+    """Sequential gates: each active neuron's gate becomes ``a_j w_j``.
+
+    The sign ``a_j`` is fixed when the neuron turns active: of the two
+    orientations, the one whose ReLU unit ``a_j relu(x . a_j w_j)`` fits the
+    residual of the other neurons better (a neuron fitted under a random gate
+    knows the sign of its slope, not which half-space it should cover).
+    Neurons that leave the support return to their random gate and lose
+    their sign.  ``F`` is the current prediction (with the old gates).
+    """
+    op = prob.op
+    q, k = op.q, op.k
+    active, pos, feat, out = op.decode(state.idx)
+    m = active.size
+    W = np.zeros((q, m, k), dtype=np.float64)
+    W[feat, pos, out] = state.val
+    if k == 1:
+        U = W[:, :, 0]
+    else:
+        # The gate of a neuron with several outputs follows the leading left
+        # singular vector of its q x k weight block, scaled by its singular value.
+        U = np.empty((q, m))
+        for a in range(m):
+            u, svals, _ = np.linalg.svd(W[:, a, :], full_matrices=False)
+            U[:, a] = u[:, 0] * svals[0]
+    signs = np.empty(m)
+    if state.gate_neurons.size:
+        old_pos = np.minimum(np.searchsorted(state.gate_neurons, active), state.gate_neurons.size - 1)
+        had = state.gate_neurons[old_pos] == active
+        signs[had] = state.gate_signs[old_pos[had]]
+    else:
+        had = np.zeros(m, dtype=bool)
+    new = np.flatnonzero(~had)
+    if new.size:
+        dtype = op.design.dtype
+        sel = np.isin(pos, new)
+        sub_idx = state.idx[sel]
+        for a in new:
+            ent = sub_idx[pos[sel] == a]
+            C_old = op.forward(ent, state.val[np.searchsorted(state.idx, ent)])
+            E = F - C_old
+            XW = np.asarray(op.design.gate_scores(W[:, a, :].astype(dtype)), dtype=np.float64)
+            Xu = XW[:, 0] if k == 1 else np.asarray(
+                op.design.gate_scores(U[:, a:a + 1].astype(dtype)), dtype=np.float64)[:, 0]
+            best, best_sign = np.inf, 1.0
+            for sign in (1.0, -1.0):
+                C = (sign * Xu >= 0)[:, None] * XW
+                val = prob.loss.value(E + C, prob.Y, prob.sw)
+                if val < best:
+                    best, best_sign = val, sign
+            signs[a] = best_sign
+    vectors = np.asfortranarray(U * signs)
+    op.set_gates(active, vectors)
+    state.gate_neurons = active
+    state.gate_vectors = vectors
+    state.gate_signs = signs
+    _merge_duplicates(op, state)
+
+
+def _merge_duplicates(op, state):
+    """Merge active neurons whose activation patterns coincide on the data.
+
+    Two neurons with the same pattern ``D`` contribute ``D X (w_j + w_j')``:
+    summing their weights into one of them leaves every training prediction
+    unchanged and frees budget (typically several neurons that entered
+    together on the same feature and whose gates became parallel).  Neurons
+    that are never active on the data are dropped for the same reason.
+    """
+    active = state.gate_neurons
+    if active.size == 0:
+        return
+    q, k = op.q, op.k
+    masks = op.masks(active)
+    first = {}
+    target = np.arange(active.size)
+    dead = np.zeros(active.size, dtype=bool)
+    for a in range(active.size):
+        col = masks[:, a]
+        if not col.any():
+            dead[a] = True
+            continue
+        key = col.tobytes()
+        target[a] = first.setdefault(key, a)
+    if not dead.any() and np.array_equal(target, np.arange(active.size)):
+        return
+    _, pos, feat, out = op.decode(state.idx)
+    keep_entry = ~dead[pos]
+    new_flat = (active[target[pos]] * q + feat) * k + out
+    uniq, inv = np.unique(new_flat[keep_entry], return_inverse=True)
+    vals = np.bincount(inv.ravel(), weights=state.val[keep_entry], minlength=uniq.size)
+    nz = vals != 0.0
+    state.idx, state.val = uniq[nz], vals[nz]
+    survivors = np.unique(state.idx // (q * k))
+    spos = np.searchsorted(active, survivors)
+    state.gate_neurons = survivors
+    state.gate_vectors = np.asfortranarray(state.gate_vectors[:, spos])
+    state.gate_signs = state.gate_signs[spos]
+    op.set_gates(state.gate_neurons, state.gate_vectors)
+
+
+def iht(
+    op,
+    loss,
+    Y,
+    sw,
+    n_nonzero,
+    *,
+    state=None,
+    fit_intercept=True,
+    max_iter=100,
+    tol=1e-4,
+    n_iter_no_change=5,
+    gate_update="sequential",
+    gate_update_period=1,
+    n_refine=5,
+    verbose=0,
+    print_fn=print,
+):
+    """Fit sparse fused weights by IHT.
+
+    Parameters
+    ----------
+    op : NetworkOperator
+    loss : Loss
+    Y : ndarray (n, k), float64
+    sw : ndarray (n,), float64, normalised sample weights (sum to one)
+    n_nonzero : int
+        Budget ``s`` of nonzero fused weights.
+    state : IHTState or None
+        Starting point (warm start); zero weights if None.
+
+    Returns
+    -------
+    IHTResult
+    """
+    s = int(n_nonzero)
+    k = Y.shape[1]
+    prob = _Problem(op, loss, Y, sw, fit_intercept)
+    sequential = gate_update == "sequential"
+    if state is None:
+        b0 = loss.initial_intercept(Y, sw) if fit_intercept else np.zeros(k)
+        state = IHTState(np.zeros(0, np.int64), np.zeros(0), b0)
+    else:
+        state = IHTState(
+            state.idx.copy(), state.val.copy(), state.intercept.copy(),
+            state.gate_neurons.copy(),
+            None if state.gate_vectors is None else state.gate_vectors.copy(),
+            state.gate_signs.copy(),
+        )
+        if sequential and state.gate_vectors is not None:
+            op.set_gates(state.gate_neurons, state.gate_vectors)
+        else:
+            state.gate_neurons = np.zeros(0, np.int64)
+            state.gate_vectors = None
+            state.gate_signs = np.zeros(0)
+        if state.idx.size > s:  # a smaller budget than the warm start's
+            keep = _top_s(state.val, state.idx, s)
+            state.idx, state.val = state.idx[keep], state.val[keep]
+    _, b, F, L = prob.evaluate(state.idx, state.val, state.intercept)
+    idx, val = state.idx, state.val
+    L_init = L
+    eps = np.finfo(op.design.dtype).eps
+    loss_curve = []
+    stable = 0
+    converged = False
+    stop_reason = "max_iter"
+    it = 0
+    for it in range(1, max_iter + 1):
+        L_prev = L
+        R = loss.gradient(F, Y, sw)
+        g_sup, c_idx, c_g = op.gradient_pass(idx, R, s)
+        all_idx = np.concatenate([idx, c_idx])
+        all_g = np.concatenate([g_sup, c_g])
+        all_w = np.concatenate([val, np.zeros(c_idx.size)])
+        order = np.argsort(all_idx, kind="stable")
+        all_idx, all_g, all_w = all_idx[order], all_g[order], all_w[order]
+
+        T = _top_s(all_g, all_idx, s)
+        gT = all_g[T]
+        gg = float(gT @ gT)
+        if gg == 0.0:
+            converged, stop_reason = True, "zero gradient"
+            loss_curve.append(L)
+            break
+        denom = prob.curvature_norm(all_idx[T], gT)
+        mu = gg / denom if denom > 0 else 1.0
+
+        accepted = False
+        for _ in range(40):
+            u = all_w - mu * all_g
+            sel = _top_s(u, all_idx, s)
+            sel = sel[u[sel] != 0.0]
+            n_idx, n_val = all_idx[sel], u[sel]
+            _, n_b, n_F, n_L = prob.evaluate(n_idx, n_val, b)
+            if n_L < L:
+                accepted = True
+                break
+            if not np.array_equal(n_idx, idx):
+                # A new support may need refitting before it pays off
+                # (hard thresholding pursuit).
+                r_val, r_b, r_F, r_L = prob.refine(n_idx, n_val, n_b, n_F, n_L, n_refine)
+                if r_L < L:
+                    n_val, n_b, n_F, n_L = r_val, r_b, r_F, r_L
+                    accepted = True
+                    break
+            mu *= 0.5
+        if accepted:
+            same_support = np.array_equal(n_idx, idx)
+            idx, val, b, F, L = n_idx, n_val, n_b, n_F, n_L
+        else:
+            same_support = True
+
+        if sequential and it % gate_update_period == 0:
+            state.idx, state.val = idx, val
+            _sync_gates(prob, state, F)
+            idx, val = state.idx, state.val
+            _, b, F, L = prob.evaluate(idx, val, b)
+        val, b, F, L = prob.refine(idx, val, b, F, L, n_refine)
+
+        loss_curve.append(L)
+        stable = stable + 1 if same_support else 0
+        if verbose:
+            print_fn(
+                f"Iteration {it}, loss = {L:.8g}, nonzeros = {idx.size}, "
+                f"active neurons = {np.unique(idx // (op.q * k)).size}, step = {mu:.3g}"
+            )
+        if not np.isfinite(L):
+            stop_reason = "non-finite loss"
+            break
+        if L <= L_init * (100 * eps) ** 2:
+            converged, stop_reason = True, "loss at machine precision"
+            break
+        if tol > 0 and abs(L_prev - L) <= tol * max(abs(L_prev), np.finfo(float).tiny):
+            converged, stop_reason = True, "tol"
+            break
+        if stable >= n_iter_no_change:
+            converged, stop_reason = True, "stable support"
+            break
+
+    state.idx, state.val, state.intercept = idx, val, b
+    if np.isfinite(L):
+        L = _polish(prob, state, sequential, n_refine, b, F, L)
+    return IHTResult(state, loss_curve, it, converged, stop_reason, L)
+
+
+def _polish(prob, state, sequential, n_refine, b, F, L):
+    """Final fit on the final support; in sequential mode alternate gate
+    updates and refits until the activation patterns settle, and end on a gate
+    update so that the network is exactly ``sum_j a_j relu(x . a_j w_j)``."""
+    op = prob.op
+    n_steps = max(50, 4 * n_refine) if prob.loss.is_quadratic else 4 * n_refine
+    idx, val = state.idx, state.val
+    if not sequential:
+        val, b, F, L = prob.refine(idx, val, b, F, L, n_steps, tol=1e-12)
+    else:
+        for _ in range(5):
+            active = np.unique(idx // (op.q * op.k))
+            before = op.masks(active).copy()
+            state.idx, state.val = idx, val
+            _sync_gates(prob, state, F)
+            idx, val = state.idx, state.val
+            active = np.unique(idx // (op.q * op.k))
+            after = op.masks(active)
+            _, b, F, L = prob.evaluate(idx, val, b)
+            val, b, F, L = prob.refine(idx, val, b, F, L, n_steps, tol=1e-12)
+            if np.array_equal(before, after):
+                break
+        state.idx, state.val = idx, val
+        _sync_gates(prob, state, F)
+        idx, val = state.idx, state.val
+        _, b, F, L = prob.evaluate(idx, val, b)
+    state.idx, state.val, state.intercept = idx, val, b
+    return L

@@ -24,10 +24,11 @@ from ._operator import NetworkOperator, make_design
 def thread_limits(n_jobs):
     """Use ``n_jobs`` threads for numba and BLAS alike, restored on exit.
 
-    numba's parallel kernels and BLAS run one after the other, never nested,
-    so both may use every thread we are given; limiting both to the same
-    number keeps an outer process pool (e.g. GridSearchCV(n_jobs=...)) from
-    oversubscribing the cores.
+    The heavy products run inside numba's parallel kernels, each thread
+    calling BLAS on its own tile, so BLAS itself is limited to one thread
+    while numba gets the ``n_jobs`` threads: the cores are never
+    oversubscribed, and an outer process pool (e.g.
+    ``GridSearchCV(n_jobs=...)``) can pass ``n_jobs=1``.
     """
     import numba
     from threadpoolctl import threadpool_limits
@@ -42,7 +43,7 @@ def thread_limits(n_jobs):
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"):
             yield n
     finally:
         numba.set_num_threads(previous)

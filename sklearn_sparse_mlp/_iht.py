@@ -25,6 +25,7 @@ per-iteration work happens in the operator's numba kernels and BLAS.
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 
 
 @dataclass
@@ -96,8 +97,39 @@ class _Problem:
         if n_steps <= 0 or idx.size == 0:
             return val, b, F, L
         if self.loss.is_quadratic:
+            if self.direct_ok(idx.size):
+                return self._refine_direct(idx, val, b, F, L)
             return self._refine_cg(idx, val, b, F, L, n_steps, tol)
         return self._refine_gd(idx, val, b, F, L, n_steps)
+
+    def direct_ok(self, m):
+        """Solve on the support exactly when forming its normal equations
+        (``n m^2`` flops) costs no more than a full gradient pass (``~4 n q p k``)."""
+        op = self.op
+        return m * m <= max(4 * op.q * op.p * op.k, 64 * 64)
+
+    def _refine_direct(self, idx, val, b, F, L):
+        # Least squares on the support (hard thresholding pursuit), the
+        # intercept eliminated by weighted centring.
+        G, B, C = self.op.normal_equations(idx, self.sw, self.Y)
+        if self.fit_intercept:
+            out = idx % self.k
+            same = out[:, None] == out[None, :]
+            G = G - np.outer(C, C) * same
+            B = B - C * (self.sw @ self.Y)[out]
+        d = np.diag(G).copy()
+        scale = d.mean() if d.size and d.mean() > 0 else 1.0
+        G[np.diag_indices_from(G)] += 1e-12 * scale
+        try:
+            v = scipy.linalg.solve(G, B, assume_a="pos")
+        except (np.linalg.LinAlgError, ValueError):
+            v = scipy.linalg.lstsq(G, B, cond=1e-12)[0]
+        if not np.all(np.isfinite(v)):
+            return val, b, F, L
+        _, b_new, F_new, L_new = self.evaluate(idx, v, b)
+        if L_new <= L:
+            return v, b_new, F_new, L_new
+        return val, b, F, L
 
     def _refine_cg(self, idx, val, b, F, L, n_steps, tol):
         # Normal equations of the squared loss on the support, with the
@@ -187,18 +219,22 @@ def _sync_gates(prob, state, F):
     new = np.flatnonzero(~had)
     if new.size:
         dtype = op.design.dtype
-        sel = np.isin(pos, new)
-        sub_idx = state.idx[sel]
-        for a in new:
-            ent = sub_idx[pos[sel] == a]
-            C_old = op.forward(ent, state.val[np.searchsorted(state.idx, ent)])
-            E = F - C_old
-            XW = np.asarray(op.design.gate_scores(W[:, a, :].astype(dtype)), dtype=np.float64)
-            Xu = XW[:, 0] if k == 1 else np.asarray(
-                op.design.gate_scores(U[:, a:a + 1].astype(dtype)), dtype=np.float64)[:, 0]
+        slots = op.mask_slots(active[new])  # patterns under the old gates
+        XW = np.asarray(
+            op.design.gate_scores(np.ascontiguousarray(W[:, new, :].reshape(q, -1), dtype=dtype)),
+            dtype=np.float64,
+        )
+        if k == 1:
+            XU = XW
+        else:
+            XU = np.asarray(op.design.gate_scores(np.ascontiguousarray(U[:, new], dtype=dtype)),
+                            dtype=np.float64)
+        for i, a in enumerate(new):
+            XWa = XW[:, i * k:(i + 1) * k]
+            E = F - op.slot_masks[:, slots[i]][:, None] * XWa
             best, best_sign = np.inf, 1.0
             for sign in (1.0, -1.0):
-                C = (sign * Xu >= 0)[:, None] * XW
+                C = (sign * XU[:, i] >= 0)[:, None] * XWa
                 val = prob.loss.value(E + C, prob.Y, prob.sw)
                 if val < best:
                     best, best_sign = val, sign
@@ -224,12 +260,12 @@ def _merge_duplicates(op, state):
     if active.size == 0:
         return
     q, k = op.q, op.k
-    masks = op.masks(active)
+    slots = op.mask_slots(active)
     first = {}
     target = np.arange(active.size)
     dead = np.zeros(active.size, dtype=bool)
     for a in range(active.size):
-        col = masks[:, a]
+        col = op.slot_masks[:, slots[a]]
         if not col.any():
             dead[a] = True
             continue
@@ -315,6 +351,7 @@ def iht(
     L_init = L
     eps = np.finfo(op.design.dtype).eps
     loss_curve = []
+    mu_prev = None
     stable = 0
     converged = False
     stop_reason = "max_iter"
@@ -336,20 +373,35 @@ def iht(
             converged, stop_reason = True, "zero gradient"
             loss_curve.append(L)
             break
-        denom = prob.curvature_norm(all_idx[T], gT)
-        mu = gg / denom if denom > 0 else 1.0
+        if mu_prev is None:
+            denom = prob.curvature_norm(all_idx[T], gT)
+            mu = gg / denom if denom > 0 else 1.0
+        else:
+            # Start from twice the last accepted step: computing the normalised
+            # step would need the activation patterns of every top-s neuron.
+            mu = 2.0 * mu_prev
+        gs_small = float(g_sup @ g_sup) <= 1e-20 * gg
 
         accepted = False
+        n_same = 0
         for _ in range(40):
             u = all_w - mu * all_g
             sel = _top_s(u, all_idx, s)
             sel = sel[u[sel] != 0.0]
             n_idx, n_val = all_idx[sel], u[sel]
+            same = np.array_equal(n_idx, idx)
+            if same:
+                # Smaller steps keep this support: only the weights on it can
+                # still move, and not at all once they solve the support's
+                # least squares problem.
+                n_same += 1
+                if gs_small or n_same > 8:
+                    break
             _, n_b, n_F, n_L = prob.evaluate(n_idx, n_val, b)
             if n_L < L:
                 accepted = True
                 break
-            if not np.array_equal(n_idx, idx):
+            if not same:
                 # A new support may need refitting before it pays off
                 # (hard thresholding pursuit).
                 r_val, r_b, r_F, r_L = prob.refine(n_idx, n_val, n_b, n_F, n_L, n_refine)
@@ -359,6 +411,7 @@ def iht(
                     break
             mu *= 0.5
         if accepted:
+            mu_prev = mu
             same_support = np.array_equal(n_idx, idx)
             idx, val, b, F, L = n_idx, n_val, n_b, n_F, n_L
         else:

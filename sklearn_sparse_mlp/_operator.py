@@ -23,13 +23,16 @@ Two layers:
   and the streaming full-gradient pass on top of a design.
 """
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
 from ._gates import fill_gate_block, random_gates
 
-_ROW_BLOCK = 4096
+_ROW_BLOCK = 2048
+_TILE_ROWS = 256
+_CHUNK = 512
 
 
 # --------------------------------------------------------------------------
@@ -61,6 +64,129 @@ def _mask_into(Z, r, M):
             ri = r[i]
             for jj in range(c):
                 M[i, jj] = ri if Z[i, jj] >= 0 else 0.0
+
+
+@njit(cache=True, parallel=True)
+def _gradient_tiles(X, H, R, n_threads, block, G_threads):
+    """One chunk of the full gradient, tiled over rows.
+
+    For every row block ``b`` (``block`` rows): ``Z = X_b H``, then for each
+    output ``l``: ``G[l] += X_b^T (1[Z >= 0] * R_b[:, l])``.  Thread ``t``
+    takes blocks ``t, t + n_threads, ...`` and accumulates into its own slice
+    ``G_threads[t]`` (k, q, c); the caller adds the slices in a fixed order,
+    so the result does not depend on scheduling.  Row blocks and their gate
+    scores stay in cache, the two products per block run in single-threaded
+    BLAS, and the memory is O(n_threads * block * c), whatever n.
+    """
+    n, q = X.shape
+    c = H.shape[1]
+    k = R.shape[1]
+    n_blocks = (n + block - 1) // block
+    for t in prange(n_threads):
+        Xb = np.empty((block, q), dtype=X.dtype)
+        Mb = np.empty((block, c), dtype=X.dtype)
+        for l in range(k):
+            for f in range(q):
+                for jj in range(c):
+                    G_threads[t, l, f, jj] = 0.0
+        for b in range(t, n_blocks, n_threads):
+            i0 = b * block
+            nb = min(n, i0 + block) - i0
+            # The last block is zero-padded: padded rows add nothing.
+            for f in range(q):
+                for i in range(nb):
+                    Xb[i, f] = X[i0 + i, f]
+                for i in range(nb, block):
+                    Xb[i, f] = 0.0
+            Zb = np.dot(Xb, H)
+            for l in range(k):
+                for i in range(nb):
+                    ri = R[i0 + i, l]
+                    for jj in range(c):
+                        Mb[i, jj] = ri if Zb[i, jj] >= 0 else 0.0
+                for i in range(nb, block):
+                    for jj in range(c):
+                        Mb[i, jj] = 0.0
+                Gb = np.dot(Xb.T, Mb)
+                for f in range(q):
+                    for jj in range(c):
+                        G_threads[t, l, f, jj] += Gb[f, jj]
+
+
+@njit(cache=True)
+def _sum_threads(G_threads, G):
+    T = G_threads.shape[0]
+    k, q, c = G.shape
+    for l in range(k):
+        for f in range(q):
+            for jj in range(c):
+                acc = G_threads[0, l, f, jj]
+                for t in range(1, T):
+                    acc += G_threads[t, l, f, jj]
+                G[l, f, jj] = acc
+
+
+@njit(cache=True, parallel=True)
+def _sign_tiles(X, H, block, out):
+    """``out = 1[X H >= 0]`` (uint8, n x m), tiled over rows like the gradient."""
+    n, q = X.shape
+    m = H.shape[1]
+    n_blocks = (n + block - 1) // block
+    for b in prange(n_blocks):
+        i0 = b * block
+        nb = min(n, i0 + block) - i0
+        Xb = np.zeros((block, q), dtype=X.dtype)
+        for f in range(q):
+            for i in range(nb):
+                Xb[i, f] = X[i0 + i, f]
+        Zb = np.dot(Xb, H)
+        for a in range(m):
+            for i in range(nb):
+                out[i0 + i, a] = 1 if Zb[i, a] >= 0 else 0
+
+
+@njit(cache=True, parallel=True)
+def _gram_tiles(X, masks, nz_pos, nz_feat, nz_out, wts, Y, n_threads, block, Gt, Bt, Ct):
+    """Weighted normal equations of the support columns, tiled over rows.
+
+    With ``a_u = mask[:, pos_u] * X[:, f_u]`` (column u of ``A_S``), thread t
+    accumulates ``Gt[t] = sum_i w_i a_iu a_iv``, ``Bt[t, u] = sum_i w_i a_iu
+    Y[i, l_u]`` and ``Ct[t, u] = sum_i w_i a_iu`` over its row blocks.
+    ``A_S`` is never stored: only an (m x block) tile per thread.
+    """
+    n = X.shape[0]
+    m = nz_pos.shape[0]
+    n_blocks = (n + block - 1) // block
+    for t in prange(n_threads):
+        AbT = np.zeros((m, block))
+        WAbT = np.zeros((m, block))
+        for u in range(m):
+            Bt[t, u] = 0.0
+            Ct[t, u] = 0.0
+            for v in range(m):
+                Gt[t, u, v] = 0.0
+        for b in range(t, n_blocks, n_threads):
+            i0 = b * block
+            nb = min(n, i0 + block) - i0
+            for u in range(m):
+                a = nz_pos[u]
+                f = nz_feat[u]
+                l = nz_out[u]
+                bu = 0.0
+                cu = 0.0
+                for i in range(nb):
+                    x = masks[i0 + i, a] * np.float64(X[i0 + i, f])
+                    wx = wts[i0 + i] * x
+                    AbT[u, i] = x
+                    WAbT[u, i] = wx
+                    bu += wx * Y[i0 + i, l]
+                    cu += wx
+                for i in range(nb, block):
+                    AbT[u, i] = 0.0
+                    WAbT[u, i] = 0.0
+                Bt[t, u] += bu
+                Ct[t, u] += cu
+            Gt[t] += np.dot(AbT, WAbT.T)
 
 
 @njit(cache=True)
@@ -136,10 +262,47 @@ def _collect_chunk(G, j0, q, k, sup_idx, lo, hi, g_sup, buf_idx, buf_val, state,
 
 @njit(cache=True, parallel=True)
 def _forward_dense(X, masks, nz_pos, nz_feat, nz_out, nz_val, F):
-    """``F[:, l] += sum_t mask[:, pos_t] * X[:, f_t] * v_t`` over nonzeros t."""
+    """``F[:, l] += sum_t mask[:, pos_t] * X[:, f_t] * v_t`` over nonzeros t.
+
+    Entries come sorted by neuron: each neuron's pre-activation is summed in
+    a row-block buffer and masked once."""
     n = X.shape[0]
+    k = F.shape[1]
     nnz = nz_val.shape[0]
     n_blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
+    for b in prange(n_blocks):
+        i0 = b * _ROW_BLOCK
+        i1 = min(n, i0 + _ROW_BLOCK)
+        z = np.zeros((k, i1 - i0))
+        t = 0
+        while t < nnz:
+            a = nz_pos[t]
+            t_end = t
+            while t_end < nnz and nz_pos[t_end] == a:
+                t_end += 1
+            for u in range(t, t_end):
+                f = nz_feat[u]
+                l = nz_out[u]
+                v = nz_val[u]
+                for i in range(i0, i1):
+                    z[l, i - i0] += X[i, f] * v
+            for l in range(k):
+                for i in range(i0, i1):
+                    F[i, l] += masks[i, a] * z[l, i - i0]
+                    z[l, i - i0] = 0.0
+            t = t_end
+
+
+@njit(cache=True, parallel=True)
+def _support_grad_dense(X, masks, nz_pos, nz_feat, nz_out, R, out):
+    """``out[t] = sum_i mask[i, pos_t] * X[i, f_t] * R[i, l_t]``.
+
+    Rows are taken in blocks, in parallel, with per-block partial sums added
+    in a fixed order (reproducible for a given number of samples)."""
+    n = X.shape[0]
+    nnz = out.shape[0]
+    n_blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
+    partial = np.zeros((n_blocks, nnz))
     for b in prange(n_blocks):
         i0 = b * _ROW_BLOCK
         i1 = min(n, i0 + _ROW_BLOCK)
@@ -147,24 +310,14 @@ def _forward_dense(X, masks, nz_pos, nz_feat, nz_out, nz_val, F):
             a = nz_pos[t]
             f = nz_feat[t]
             l = nz_out[t]
-            v = nz_val[t]
+            acc = 0.0
             for i in range(i0, i1):
-                if masks[i, a]:
-                    F[i, l] += X[i, f] * v
-
-
-@njit(cache=True, parallel=True)
-def _support_grad_dense(X, masks, nz_pos, nz_feat, nz_out, R, out):
-    """``out[t] = sum_i mask[i, pos_t] * X[i, f_t] * R[i, l_t]``."""
-    n = X.shape[0]
-    for t in prange(out.shape[0]):
-        a = nz_pos[t]
-        f = nz_feat[t]
-        l = nz_out[t]
+                acc += masks[i, a] * (X[i, f] * R[i, l])
+            partial[b, t] = acc
+    for t in range(nnz):
         acc = 0.0
-        for i in range(n):
-            if masks[i, a]:
-                acc += X[i, f] * R[i, l]
+        for b in range(n_blocks):
+            acc += partial[b, t]
         out[t] = acc
 
 
@@ -244,6 +397,30 @@ class DenseDesign:
             return self.X.T @ M
         return np.matmul(self.X.T, M, out=out)
 
+    def gradient_chunk(self, H, R, G, n_threads):
+        """``G[l] = X^T (1[X H >= 0] * R[:, l])`` for a chunk of gates H (q x c)."""
+        T = max(1, min(n_threads, -(-self.n_samples // _TILE_ROWS)))
+        G_threads = np.empty((T,) + G.shape, dtype=G.dtype)
+        _gradient_tiles(self.X, H, R, T, _TILE_ROWS, G_threads)
+        _sum_threads(G_threads, G)
+
+    def sign_scores(self, H):
+        """Activation patterns ``1[X H >= 0]`` (n x m, uint8, Fortran order)."""
+        out = np.empty((self.n_samples, H.shape[1]), dtype=np.uint8, order="F")
+        _sign_tiles(self.X, np.ascontiguousarray(H, dtype=self.dtype), _TILE_ROWS, out)
+        return out
+
+    def gram(self, masks, nz_pos, nz_feat, nz_out, wts, Y, n_threads):
+        """(G, B, C) of the weighted normal equations on the support (see
+        ``_gram_tiles``)."""
+        m = nz_pos.shape[0]
+        T = max(1, min(n_threads, -(-self.n_samples // _TILE_ROWS)))
+        Gt = np.empty((T, m, m))
+        Bt = np.empty((T, m))
+        Ct = np.empty((T, m))
+        _gram_tiles(self.X, masks, nz_pos, nz_feat, nz_out, wts, Y, T, _TILE_ROWS, Gt, Bt, Ct)
+        return Gt.sum(axis=0), Bt.sum(axis=0), Ct.sum(axis=0)
+
     def forward(self, masks, nz_pos, nz_feat, nz_out, nz_val, F):
         _forward_dense(self.X, masks, nz_pos, nz_feat, nz_out, nz_val, F)
 
@@ -296,6 +473,21 @@ class SparseDesign(DenseDesign):
             return out
         return G
 
+    def gradient_chunk(self, H, R, G, n_threads):
+        Z = np.asarray(self.XT.T @ H)
+        for l in range(G.shape[0]):
+            M = np.where(Z >= 0, R[:, l:l + 1], 0.0).astype(self.dtype, copy=False)
+            G[l] = self.X.T @ M
+
+    def sign_scores(self, H):
+        Z = np.asarray(self.XT.T @ H.astype(self.dtype))
+        return np.asfortranarray(Z >= 0, dtype=np.uint8)
+
+    def gram(self, masks, nz_pos, nz_feat, nz_out, wts, Y, n_threads):
+        cols = self.X[:, nz_feat].toarray().astype(np.float64) * masks[:, nz_pos]
+        W = cols * wts[:, None]
+        return cols.T @ W, np.einsum("iu,iu->u", W, Y[:, nz_out]), W.sum(axis=0)
+
     def forward(self, masks, nz_pos, nz_feat, nz_out, nz_val, F):
         _forward_sparse(self.data, self.indices, self.indptr, masks, nz_pos, nz_feat, nz_out, nz_val, F)
 
@@ -318,12 +510,9 @@ def make_design(X, fit_intercept):
 # the operator
 # --------------------------------------------------------------------------
 def auto_chunk_size(n_samples, n_inputs, n_outputs, n_hidden):
-    """Neurons per chunk: the gate block ``Z`` (n x c) holds about 2**20 values
-    (8 MiB in float64), enough columns for the matrix products to run at full
-    speed and small enough to stay out of the memory budget."""
-    c = (1 << 20) // max(1, n_samples)
-    c = max(32, min(c, 2048))
-    return int(min(c, n_hidden))
+    """Neurons per chunk.  The data are streamed once per chunk, so chunks are
+    wide; a tile (rows x chunk) of gate scores stays in a core's cache."""
+    return int(min(_CHUNK, n_hidden))
 
 
 class NetworkOperator:
@@ -346,8 +535,13 @@ class NetworkOperator:
         self.chunk_size = int(max(1, min(chunk_size, self.p)))
         self.gate_neurons = np.zeros(0, dtype=np.int64)
         self.gate_vectors = np.zeros((self.q, 0), dtype=np.float64, order="F")
-        self._cache_neurons = np.zeros(0, dtype=np.int64)
-        self._cache_masks = np.zeros((design.n_samples, 0), dtype=np.uint8, order="F")
+        # Cached activation patterns: about 64 MiB, between 64 and 4096 neurons.
+        n_slots = int(max(64, min(4096, (64 << 20) // max(1, design.n_samples))))
+        self.slot_masks = np.zeros((design.n_samples, n_slots), dtype=np.uint8, order="F")
+        self._slot_neuron = np.full(n_slots, -1, dtype=np.int64)
+        self._slot_tick = np.zeros(n_slots, dtype=np.int64)
+        self._slot_of = {}
+        self._tick = 0
 
     @property
     def size(self):
@@ -362,10 +556,12 @@ class NetworkOperator:
         changed = np.union1d(neurons, self.gate_neurons)
         self.gate_neurons = neurons
         self.gate_vectors = vectors
-        # Drop cached masks of neurons whose gates may have changed.
-        keep = ~np.isin(self._cache_neurons, changed)
-        self._cache_neurons = self._cache_neurons[keep]
-        self._cache_masks = np.asfortranarray(self._cache_masks[:, keep])
+        # Drop cached patterns of neurons whose gates may have changed.
+        for j in changed:
+            sl = self._slot_of.pop(int(j), -1)
+            if sl >= 0:
+                self._slot_neuron[sl] = -1
+                self._slot_tick[sl] = 0
 
     def gates(self, neurons):
         """Gate vectors (q x m, float64) of ``neurons`` as currently in force."""
@@ -378,30 +574,54 @@ class NetworkOperator:
             H[:, hit] = self.gate_vectors[:, pos[hit]]
         return H
 
-    def masks(self, neurons):
-        """Activation patterns (n x m, uint8, Fortran order) of sorted ``neurons``.
+    def mask_slots(self, neurons):
+        """Slots of the activation patterns of ``neurons`` in ``self.slot_masks``.
 
-        Patterns of neurons seen in the previous call are reused.
+        Patterns are cached per neuron in the columns ("slots") of one
+        n x C uint8 array, least recently used slots reused first, so the
+        kernels read them in place: the solver asks for overlapping sets of
+        neurons many times per iteration.  C grows when one request needs more.
         """
         neurons = np.asarray(neurons, dtype=np.int64)
-        old = self._cache_neurons
-        pos = np.searchsorted(old, neurons)
-        pos_c = np.minimum(pos, max(old.size - 1, 0))
-        hit = (old.size > 0) & (old[pos_c] == neurons) if old.size else np.zeros(neurons.size, bool)
-        n = self.design.n_samples
-        masks = np.empty((n, neurons.size), dtype=np.uint8, order="F")
-        if hit.any():
-            masks[:, hit] = self._cache_masks[:, pos_c[hit]]
-        miss = ~hit
-        if miss.any():
-            H = self.gates(neurons[miss]).astype(self.design.dtype)
-            Z = np.asarray(self.design.gate_scores(H))
-            new = np.empty(Z.shape, dtype=np.uint8, order="F")
-            _sign_mask(Z, new)
-            masks[:, miss] = new
-        self._cache_neurons = neurons
-        self._cache_masks = masks
-        return masks
+        m = neurons.size
+        self._tick += 1
+        slots = np.empty(m, dtype=np.int64)
+        missing = []
+        for a in range(m):
+            sl = self._slot_of.get(int(neurons[a]), -1)
+            slots[a] = sl
+            if sl < 0:
+                missing.append(a)
+            else:
+                self._slot_tick[sl] = self._tick
+        if missing:
+            cap = self.slot_masks.shape[1]
+            if m > cap:  # grow: one request must fit
+                new_cap = max(m, 2 * cap)
+                grown = np.zeros((self.design.n_samples, new_cap), dtype=np.uint8, order="F")
+                grown[:, :cap] = self.slot_masks
+                self.slot_masks = grown
+                self._slot_neuron = np.concatenate([self._slot_neuron, np.full(new_cap - cap, -1)])
+                self._slot_tick = np.concatenate([self._slot_tick, np.zeros(new_cap - cap, np.int64)])
+            # Free slots first, then least recently used (never one of this request's).
+            order = np.argsort(self._slot_tick, kind="stable")
+            order = order[self._slot_tick[order] < self._tick]
+            free = order[: len(missing)]
+            miss = np.asarray(missing)
+            for a, sl in zip(miss, free):
+                old = int(self._slot_neuron[sl])
+                if old >= 0:
+                    del self._slot_of[old]
+                self._slot_of[int(neurons[a])] = int(sl)
+                self._slot_neuron[sl] = neurons[a]
+                self._slot_tick[sl] = self._tick
+                slots[a] = sl
+            self.slot_masks[:, free] = self.design.sign_scores(self.gates(neurons[miss]))
+        return slots
+
+    def masks(self, neurons):
+        """Activation patterns (n x m, uint8) of ``neurons`` (a copy)."""
+        return self.slot_masks[:, self.mask_slots(neurons)]
 
     # ---- index bookkeeping ---------------------------------------------
     def decode(self, idx):
@@ -421,8 +641,8 @@ class NetworkOperator:
         if len(idx) == 0:
             return F
         active, pos, feat, out = self.decode(idx)
-        masks = self.masks(active)
-        self.design.forward(masks, pos, feat, out, np.asarray(val, dtype=np.float64), F)
+        slots = self.mask_slots(active)
+        self.design.forward(self.slot_masks, slots[pos], feat, out, np.asarray(val, dtype=np.float64), F)
         return F
 
     def support_gradient(self, idx, R):
@@ -431,10 +651,28 @@ class NetworkOperator:
         if len(idx) == 0:
             return g
         active, pos, feat, out = self.decode(idx)
-        masks = self.masks(active)
+        slots = self.mask_slots(active)
         R = np.asfortranarray(R, dtype=np.float64)
-        self.design.support_grad(masks, pos, feat, out, R, g)
+        self.design.support_grad(self.slot_masks, slots[pos], feat, out, R, g)
         return g
+
+    def normal_equations(self, idx, wts, Y):
+        """Weighted normal equations of the support columns of ``A``.
+
+        Returns ``(G, B, C)`` with ``G[u, v] = sum_i w_i a_iu a_iv`` (zero
+        between entries of different outputs), ``B[u] = sum_i w_i a_iu
+        Y[i, l_u]`` and ``C[u] = sum_i w_i a_iu``, where ``a_u`` is the column
+        of ``A`` of support entry ``u``.  Cost ``O(n m^2)`` for ``m`` entries.
+        """
+        active, pos, feat, out = self.decode(idx)
+        slots = self.mask_slots(active)
+        G, B, C = self.design.gram(
+            self.slot_masks, slots[pos], feat, out, np.asarray(wts, dtype=np.float64),
+            np.asfortranarray(Y, dtype=np.float64), numba.get_num_threads(),
+        )
+        if self.k > 1:
+            G *= out[:, None] == out[None, :]
+        return G, B, C
 
     def gradient_pass(self, idx, R, s):
         """Stream the full gradient ``A^T R`` over chunks of neurons.
@@ -448,7 +686,6 @@ class NetworkOperator:
         n, q, k, p = design.n_samples, self.q, self.k, self.p
         idx = np.ascontiguousarray(idx, dtype=np.int64)
         R = np.asarray(R, dtype=dtype)
-        Rcols = [np.ascontiguousarray(R[:, l]) for l in range(k)]
         c = self.chunk_size
         s = int(max(1, s))
         n_entries = c * q * k
@@ -457,30 +694,20 @@ class NetworkOperator:
         buf_val = np.empty(cap, dtype=np.float64)
         state = np.zeros(2, dtype=np.float64)
         g_sup = np.zeros(idx.shape[0], dtype=np.float64)
-        H = np.empty((q, c), dtype=dtype, order="F")
-        Z = np.empty((n, c), dtype=dtype)
-        M = np.empty((n, c), dtype=dtype) if k > 1 else None
+        n_threads = numba.get_num_threads()
+        H = np.empty((q, c), dtype=dtype)
         G = np.empty((k, q, c), dtype=dtype)
         bounds = np.searchsorted(idx, np.arange(0, p + c, c, dtype=np.int64) * q * k)
         for b, j0 in enumerate(range(0, p, c)):
             cc = min(c, p - j0)
             if cc != c:
-                H = np.empty((q, cc), dtype=dtype, order="F")
-                Z = np.empty((n, cc), dtype=dtype)
-                M = np.empty((n, cc), dtype=dtype) if k > 1 else None
+                H = np.empty((q, cc), dtype=dtype)
                 G = np.empty((k, q, cc), dtype=dtype)
             fill_gate_block(
                 self.seed, j0, q, design.has_bias, self.n_gate_features,
                 self.gate_neurons, self.gate_vectors, H,
             )
-            design.gate_scores(H, out=Z)
-            if k == 1:
-                _mask_inplace(Z, Rcols[0])
-                design.transpose_dot(Z, out=G[0])
-            else:
-                for l in range(k):
-                    _mask_into(Z, Rcols[l], M)
-                    design.transpose_dot(M, out=G[l])
+            design.gradient_chunk(H, R, G, n_threads)
             _collect_chunk(
                 G, j0, q, k, idx, bounds[b], bounds[b + 1], g_sup,
                 buf_idx, buf_val, state, s,

@@ -25,7 +25,6 @@ per-iteration work happens in the operator's numba kernels and BLAS.
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 
 
 @dataclass
@@ -106,7 +105,7 @@ class _Problem:
         """Solve on the support exactly when forming its normal equations
         (``n m^2`` flops) costs no more than a full gradient pass (``~4 n q p k``)."""
         op = self.op
-        return m * m <= max(4 * op.q * op.p * op.k, 64 * 64)
+        return m <= 2000 and m * m <= max(4 * op.q * op.p * op.k, 64 * 64)
 
     def _refine_direct(self, idx, val, b, F, L):
         # Least squares on the support (hard thresholding pursuit), the
@@ -117,13 +116,19 @@ class _Problem:
             same = out[:, None] == out[None, :]
             G = G - np.outer(C, C) * same
             B = B - C * (self.sw @ self.Y)[out]
-        d = np.diag(G).copy()
-        scale = d.mean() if d.size and d.mean() > 0 else 1.0
-        G[np.diag_indices_from(G)] += 1e-12 * scale
+        # Minimum-norm solution through the eigendecomposition: the support's
+        # columns can be (nearly) collinear, and the answer must not depend on
+        # rounding in the null space (e.g. weighted vs repeated samples).
         try:
-            v = scipy.linalg.solve(G, B, assume_a="pos")
-        except (np.linalg.LinAlgError, ValueError):
-            v = scipy.linalg.lstsq(G, B, cond=1e-12)[0]
+            evals, evecs = np.linalg.eigh(G)
+        except np.linalg.LinAlgError:
+            return val, b, F, L
+        cutoff = max(evals[-1], 0.0) * 1e-10 if evals.size else 0.0
+        keep = evals > cutoff
+        if not keep.any():
+            return val, b, F, L
+        V = evecs[:, keep]
+        v = V @ ((V.T @ B) / evals[keep])
         if not np.all(np.isfinite(v)):
             return val, b, F, L
         _, b_new, F_new, L_new = self.evaluate(idx, v, b)
@@ -182,6 +187,18 @@ class _Problem:
                 break
             val, b, F, L = v, b_new, F_new, L_new
         return val, b, F, L
+
+
+def _save_gates(state):
+    vec = state.gate_vectors
+    return (state.gate_neurons.copy(), None if vec is None else vec.copy(), state.gate_signs.copy())
+
+
+def _restore_gates(op, saved):
+    neurons, vectors, _ = saved
+    if vectors is None:
+        vectors = np.zeros((op.q, 0))
+    op.set_gates(neurons, vectors)
 
 
 def _sync_gates(prob, state, F):
@@ -244,15 +261,15 @@ def _sync_gates(prob, state, F):
     state.gate_neurons = active
     state.gate_vectors = vectors
     state.gate_signs = signs
-    _merge_duplicates(op, state)
+    _merge_duplicates(op, state, prob.sw > 0)
 
 
-def _merge_duplicates(op, state):
+def _merge_duplicates(op, state, rows):
     """Merge active neurons whose activation patterns coincide on the data.
 
     Two neurons with the same pattern ``D`` contribute ``D X (w_j + w_j')``:
     summing their weights into one of them leaves every training prediction
-    unchanged and frees budget (typically several neurons that entered
+    (of positive weight) unchanged and frees budget (typically several neurons that entered
     together on the same feature and whose gates became parallel).  Neurons
     that are never active on the data are dropped for the same reason.
     """
@@ -265,7 +282,7 @@ def _merge_duplicates(op, state):
     target = np.arange(active.size)
     dead = np.zeros(active.size, dtype=bool)
     for a in range(active.size):
-        col = op.slot_masks[:, slots[a]]
+        col = op.slot_masks[rows, slots[a]]  # samples of zero weight do not count
         if not col.any():
             dead[a] = True
             continue
@@ -352,6 +369,7 @@ def iht(
     eps = np.finfo(op.design.dtype).eps
     loss_curve = []
     mu_prev = None
+    best_synced = None
     stable = 0
     converged = False
     stop_reason = "max_iter"
@@ -422,6 +440,10 @@ def iht(
             _sync_gates(prob, state, F)
             idx, val = state.idx, state.val
             _, b, F, L = prob.evaluate(idx, val, b)
+            # Right after a gate update the model is exactly a ReLU network:
+            # remember the best such point (the path is not monotone).
+            if best_synced is None or L < best_synced[-1]:
+                best_synced = (idx, val, b, F, _save_gates(state), L)
         val, b, F, L = prob.refine(idx, val, b, F, L, n_refine)
 
         loss_curve.append(L)
@@ -446,11 +468,11 @@ def iht(
 
     state.idx, state.val, state.intercept = idx, val, b
     if np.isfinite(L):
-        L = _polish(prob, state, sequential, n_refine, b, F, L)
+        L = _polish(prob, state, sequential, n_refine, b, F, L, best_synced)
     return IHTResult(state, loss_curve, it, converged, stop_reason, L)
 
 
-def _polish(prob, state, sequential, n_refine, b, F, L):
+def _polish(prob, state, sequential, n_refine, b, F, L, best=None):
     """Final fit on the final support; in sequential mode alternate gate
     updates and refits until the activation patterns settle, and end on a gate
     update so that the network is exactly ``sum_j a_j relu(x . a_j w_j)``."""
@@ -460,21 +482,24 @@ def _polish(prob, state, sequential, n_refine, b, F, L):
     if not sequential:
         val, b, F, L = prob.refine(idx, val, b, F, L, n_steps, tol=1e-12)
     else:
-        for _ in range(5):
+        # Every point right after a gate update is exactly a ReLU network;
+        # keep the best of those met while refits and updates alternate
+        # (and during the iterations: ``best``).
+        for _ in range(6):
             active = np.unique(idx // (op.q * op.k))
-            before = op.masks(active).copy()
+            before = op.masks(active)
             state.idx, state.val = idx, val
             _sync_gates(prob, state, F)
             idx, val = state.idx, state.val
-            active = np.unique(idx // (op.q * op.k))
-            after = op.masks(active)
             _, b, F, L = prob.evaluate(idx, val, b)
-            val, b, F, L = prob.refine(idx, val, b, F, L, n_steps, tol=1e-12)
-            if np.array_equal(before, after):
+            if best is None or L < best[-1]:
+                best = (idx, val, b, F, _save_gates(state), L)
+            after = op.masks(np.unique(idx // (op.q * op.k)))
+            if before.shape == after.shape and np.array_equal(before, after):
                 break
-        state.idx, state.val = idx, val
-        _sync_gates(prob, state, F)
-        idx, val = state.idx, state.val
-        _, b, F, L = prob.evaluate(idx, val, b)
+            val, b, F, L = prob.refine(idx, val, b, F, L, n_steps, tol=1e-12)
+        idx, val, b, F, saved, L = best
+        state.gate_neurons, state.gate_vectors, state.gate_signs = saved
+        _restore_gates(op, saved)
     state.idx, state.val, state.intercept = idx, val, b
     return L

@@ -182,6 +182,14 @@ class BaseSparseMLP(BaseEstimator):
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             state = None
 
+        x_max = abs(X).max() if X.size else 0.0
+        if sp.issparse(x_max):
+            x_max = x_max.toarray().max()
+        if float(x_max) * (d + 1) > np.finfo(X.dtype).max ** 0.5:
+            raise ValueError(
+                f"X holds values too large for the network's arithmetic (max |X| = {float(x_max):.3g} "
+                f"in {X.dtype}). Scale the features, e.g. with StandardScaler."
+            )
         design = make_design(X, self.fit_intercept)
         op = NetworkOperator(design, p, k, seed, self.gate_n_features or 0)
         with thread_limits(self.n_jobs):

@@ -1,0 +1,163 @@
+"""SparseMLPRegressor: recovery, reproducibility, the ReLU export, bad input."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_sparse_mlp import SparseMLPRegressor
+from sklearn_sparse_mlp.datasets import make_planted_mlp
+from sklearn_sparse_mlp.metrics import psnr_score
+
+
+@pytest.fixture(scope="module")
+def planted():
+    X, y = make_planted_mlp(n_samples=4000, n_features=20, n_hidden=50, n_nonzero=20, random_state=0)
+    return X[:3000], y[:3000], X[3000:], y[3000:]
+
+
+def test_recovers_planted_network(planted):
+    X, y, Xt, yt = planted
+    reg = SparseMLPRegressor(20, hidden_layer_sizes=(50,), random_state=0).fit(X, y)
+    assert reg.n_nonzero_ <= 20
+    assert psnr_score(yt, reg.predict(Xt)) >= 40
+
+
+def test_relu_export_matches_predict(planted):
+    X, y, Xt, yt = planted
+    reg = SparseMLPRegressor(20, hidden_layer_sizes=(50,), random_state=0, max_iter=15).fit(X, y)
+    W1, W2 = reg.coefs_
+    b1, b2 = reg.intercepts_
+    manual = np.maximum(Xt @ W1 + b1, 0) @ W2 + b2
+    np.testing.assert_allclose(reg.predict(Xt), manual.ravel(), rtol=1e-10, atol=1e-10)
+    assert np.count_nonzero(W1) + np.count_nonzero(b1) == reg.n_nonzero_
+    assert reg.coef_.nnz == reg.n_nonzero_
+
+
+def test_same_random_state_same_predictions(planted):
+    X, y, Xt, _ = planted
+    a = SparseMLPRegressor(30, hidden_layer_sizes=(40,), random_state=3, max_iter=10).fit(X, y)
+    b = SparseMLPRegressor(30, hidden_layer_sizes=(40,), random_state=3, max_iter=10).fit(X, y)
+    np.testing.assert_array_equal(a.predict(Xt), b.predict(Xt))
+    c = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(a.predict(Xt), c.predict(Xt))
+
+
+@pytest.mark.parametrize("gate_update", ["fixed", "sequential"])
+def test_multi_output_sparse_float32(gate_update):
+    X, Y = make_planted_mlp(n_samples=800, n_features=8, n_hidden=6, n_nonzero=10, n_outputs=3,
+                            random_state=1)
+    reg = SparseMLPRegressor(60, hidden_layer_sizes=(30,), gate_update=gate_update,
+                             random_state=0, max_iter=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X, Y)
+        pred = reg.predict(X)
+        assert pred.shape == Y.shape and reg.n_nonzero_ <= 60
+        assert reg.score(X, Y) > 0.8
+        reg_sp = clone(reg).fit(sp.csr_matrix(X), Y)
+        if gate_update == "fixed":
+            # CSR input gives the same model as dense input.
+            np.testing.assert_allclose(reg_sp.predict(X), pred, rtol=1e-6, atol=1e-6)
+        else:
+            # The sequential path is non-convex: rounding differences between
+            # the sparse and dense products may lead to another good model.
+            assert reg_sp.score(X, Y) > 0.8
+        reg32 = clone(reg).fit(X.astype(np.float32), Y)
+        assert reg32.predict(X.astype(np.float32)).dtype == np.float32
+        assert reg32.score(X.astype(np.float32), Y) > 0.8
+
+
+def test_sample_weight_zero_equals_dropping():
+    X, y = make_planted_mlp(n_samples=400, n_features=5, n_hidden=4, n_nonzero=6, random_state=2)
+    w = np.ones(400)
+    w[::3] = 0
+    kw = dict(n_nonzero_coefs=12, hidden_layer_sizes=(10,), random_state=0, max_iter=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = SparseMLPRegressor(**kw).fit(X, y, sample_weight=w)
+        b = SparseMLPRegressor(**kw).fit(X[w > 0], y[w > 0])
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-7, atol=1e-8)
+
+
+def test_warm_start_and_loss_curve(planted):
+    X, y, _, _ = planted
+    reg = SparseMLPRegressor(20, hidden_layer_sizes=(50,), random_state=0, max_iter=3,
+                             warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X, y)
+        first = reg.loss_
+        reg.fit(X, y)
+    assert reg.loss_ <= first + 1e-12
+    assert len(reg.loss_curve_) == reg.n_iter_
+
+
+def test_max_iter_warns(planted):
+    X, y, _, _ = planted
+    with pytest.warns(ConvergenceWarning, match="maximum number of iterations"):
+        SparseMLPRegressor(20, hidden_layer_sizes=(50,), max_iter=1, random_state=0).fit(X, y)
+
+
+def test_verbose_prints(planted, capsys):
+    X, y, _, _ = planted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        SparseMLPRegressor(20, hidden_layer_sizes=(50,), max_iter=2, verbose=1, random_state=0).fit(X, y)
+    assert "Iteration 1, loss" in capsys.readouterr().out
+
+
+def test_pipeline_grid_search():
+    X, y = make_planted_mlp(n_samples=300, n_features=5, n_hidden=4, n_nonzero=6, random_state=0)
+    pipe = make_pipeline(StandardScaler(), SparseMLPRegressor(hidden_layer_sizes=(10,), max_iter=10,
+                                                              random_state=0))
+    gs = GridSearchCV(pipe, {"sparsemlpregressor__n_nonzero_coefs": [3, 12]}, cv=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gs.fit(X, y)
+    assert gs.best_params_["sparsemlpregressor__n_nonzero_coefs"] == 12
+
+
+@pytest.mark.parametrize(
+    "X, y, params, fit_kw, match",
+    [
+        (np.array([[np.nan, 1.0], [1.0, 2.0], [0.0, 1.0]]), np.ones(3), {}, {}, "NaN"),
+        (np.array([[np.inf, 1.0], [1.0, 2.0], [0.0, 1.0]]), np.ones(3), {}, {}, "infinity"),
+        (np.ones((3, 2)), np.array([1.0, np.nan, 2.0]), {}, {}, "NaN"),
+        (np.arange(5.0), np.ones(5), {}, {}, "Expected 2D array"),
+        (np.ones((4, 2)), np.ones(3), {}, {}, "inconsistent numbers of samples"),
+        (np.ones((1, 2)), np.ones(1), {}, {}, "1 sample"),
+        (np.ones((4, 2)), np.ones(4), {"n_nonzero_coefs": 0}, {}, "n_nonzero_coefs"),
+        (np.ones((4, 2)), np.ones(4), {"n_nonzero_coefs": 10**6}, {}, "larger than the network"),
+        (np.ones((4, 2)), np.ones(4), {"hidden_layer_sizes": (5, 5)}, {}, "one hidden layer"),
+        (np.ones((4, 2)), np.ones(4), {}, {"sample_weight": np.array([1, -1, 1, 1.0])}, "Negative"),
+        (np.ones((4, 2)), np.ones(4), {}, {"sample_weight": np.zeros(4)}, "non-zero|sums to zero"),
+        (np.ones((4, 2)), np.ones(4), {"gate_update": "other"}, {}, "gate_update"),
+    ],
+)
+def test_bad_input_names_the_problem(X, y, params, fit_kw, match):
+    with pytest.raises(ValueError, match=match):
+        SparseMLPRegressor(**{"hidden_layer_sizes": (5,), **params}).fit(X, y, **fit_kw)
+
+
+def test_predict_wrong_number_of_features(planted):
+    X, y, _, _ = planted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = SparseMLPRegressor(20, hidden_layer_sizes=(50,), max_iter=2, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        reg.predict(X[:, :5])
+
+
+def test_huge_values_raise_clear_error():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 3)) * 1e300
+    with pytest.raises(ValueError, match="too large|non-finite|Scale"):
+        SparseMLPRegressor(5, hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, rng.standard_normal(50))

@@ -535,8 +535,10 @@ class NetworkOperator:
         self.chunk_size = int(max(1, min(chunk_size, self.p)))
         self.gate_neurons = np.zeros(0, dtype=np.int64)
         self.gate_vectors = np.zeros((self.q, 0), dtype=np.float64, order="F")
-        # Cached activation patterns: about 64 MiB, between 64 and 4096 neurons.
-        n_slots = int(max(64, min(4096, (64 << 20) // max(1, design.n_samples))))
+        # Cached activation patterns: grown on demand up to about 64 MiB
+        # (between 64 and 4096 neurons), more only if one request needs it.
+        self._max_slots = int(max(64, min(4096, (64 << 20) // max(1, design.n_samples))))
+        n_slots = 32
         self.slot_masks = np.zeros((design.n_samples, n_slots), dtype=np.uint8, order="F")
         self._slot_neuron = np.full(n_slots, -1, dtype=np.int64)
         self._slot_tick = np.zeros(n_slots, dtype=np.int64)
@@ -596,8 +598,9 @@ class NetworkOperator:
                 self._slot_tick[sl] = self._tick
         if missing:
             cap = self.slot_masks.shape[1]
-            if m > cap:  # grow: one request must fit
-                new_cap = max(m, 2 * cap)
+            if 2 * m > cap and (cap < self._max_slots or m > cap):
+                # Grow: room for this request and as much of the last ones.
+                new_cap = max(m, min(self._max_slots, max(2 * m, 2 * cap)))
                 grown = np.zeros((self.design.n_samples, new_cap), dtype=np.uint8, order="F")
                 grown[:, :cap] = self.slot_masks
                 self.slot_masks = grown

@@ -39,34 +39,6 @@ _CHUNK = 512
 # numba kernels (plain arrays only)
 # --------------------------------------------------------------------------
 @njit(cache=True, parallel=True)
-def _mask_inplace(Z, r):
-    """``Z[i, c] <- r[i] if Z[i, c] >= 0 else 0`` (Z is n x c, C-ordered)."""
-    n, c = Z.shape
-    n_blocks = (n + 255) // 256
-    for b in prange(n_blocks):
-        i0 = b * 256
-        i1 = min(n, i0 + 256)
-        for i in range(i0, i1):
-            ri = r[i]
-            for jj in range(c):
-                Z[i, jj] = ri if Z[i, jj] >= 0 else 0.0
-
-
-@njit(cache=True, parallel=True)
-def _mask_into(Z, r, M):
-    """``M[i, c] <- r[i] if Z[i, c] >= 0 else 0``."""
-    n, c = Z.shape
-    n_blocks = (n + 255) // 256
-    for b in prange(n_blocks):
-        i0 = b * 256
-        i1 = min(n, i0 + 256)
-        for i in range(i0, i1):
-            ri = r[i]
-            for jj in range(c):
-                M[i, jj] = ri if Z[i, jj] >= 0 else 0.0
-
-
-@njit(cache=True, parallel=True)
 def _gradient_tiles(X, H, R, n_threads, block, G_threads):
     """One chunk of the full gradient, tiled over rows.
 
@@ -350,14 +322,6 @@ def _support_grad_sparse(data, indices, indptr, masks, nz_pos, nz_feat, nz_out, 
         out[t] = acc
 
 
-@njit(cache=True, parallel=True)
-def _sign_mask(Z, out):
-    n, m = Z.shape
-    for a in prange(m):
-        for i in range(n):
-            out[i, a] = 1 if Z[i, a] >= 0 else 0
-
-
 # --------------------------------------------------------------------------
 # designs: the data-access layer
 # --------------------------------------------------------------------------
@@ -390,12 +354,6 @@ class DenseDesign:
         if out is None:
             return self.X @ H
         return np.matmul(self.X, H, out=out)
-
-    def transpose_dot(self, M, out=None):
-        """``X.T @ M`` (q x m)."""
-        if out is None:
-            return self.X.T @ M
-        return np.matmul(self.X.T, M, out=out)
 
     def gradient_chunk(self, H, R, G, n_threads):
         """``G[l] = X^T (1[X H >= 0] * R[:, l])`` for a chunk of gates H (q x c)."""
@@ -465,13 +423,6 @@ class SparseDesign(DenseDesign):
             out[...] = Z
             return out
         return Z
-
-    def transpose_dot(self, M, out=None):
-        G = np.asarray(self.X.T @ M)
-        if out is not None:
-            out[...] = G
-            return out
-        return G
 
     def gradient_chunk(self, H, R, G, n_threads):
         Z = np.asarray(self.XT.T @ H)

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._operator import sorted_lookup
+
 
 @dataclass
 class IHTState:
@@ -85,10 +87,20 @@ class _Problem:
             return Q - self.sw @ Q
         return Q
 
+    def wsq(self, Q):
+        """``sum_i sw_i ||Q_i||^2``."""
+        return float(self.sw @ np.einsum("ij,ij->i", Q, Q))
+
     def curvature_norm(self, idx, v):
         """``c * sum_i sw_i ||(A v)_i - mean||^2`` along direction v."""
-        Q = self.center(self.op.forward(idx, v))
-        return self.loss.curvature * float(self.sw @ np.einsum("ij,ij->i", Q, Q))
+        return self.loss.curvature * self.wsq(self.center(self.op.forward(idx, v)))
+
+    def keep_better(self, idx, v, b, val, F, L):
+        """The point (idx, v) if its loss is not above ``L``, else the old one."""
+        _, b_new, F_new, L_new = self.evaluate(idx, v, b)
+        if L_new <= L:
+            return v, b_new, F_new, L_new
+        return val, b, F, L
 
     # ------------------------------------------------------------------
     def refine(self, idx, val, b, F, L, n_steps, tol=0.0):
@@ -131,10 +143,7 @@ class _Problem:
         v = V @ ((V.T @ B) / evals[keep])
         if not np.all(np.isfinite(v)):
             return val, b, F, L
-        _, b_new, F_new, L_new = self.evaluate(idx, v, b)
-        if L_new <= L:
-            return v, b_new, F_new, L_new
-        return val, b, F, L
+        return self.keep_better(idx, v, b, val, F, L)
 
     def _refine_cg(self, idx, val, b, F, L, n_steps, tol):
         # Normal equations of the squared loss on the support, with the
@@ -149,7 +158,7 @@ class _Problem:
         rr = r @ r
         for _ in range(n_steps):
             Ad = self.center(self.op.forward(idx, d))
-            dQd = float(self.sw @ np.einsum("ij,ij->i", Ad, Ad))
+            dQd = self.wsq(Ad)
             if dQd <= 0.0 or not np.isfinite(dQd):
                 break
             alpha = rr / dQd
@@ -161,10 +170,7 @@ class _Problem:
                 break
             d = r + (rr_new / rr) * d
             rr = rr_new
-        _, b_new, F_new, L_new = self.evaluate(idx, v, b)
-        if L_new <= L:
-            return v, b_new, F_new, L_new
-        return val, b, F, L
+        return self.keep_better(idx, v, b, val, F, L)
 
     def _refine_gd(self, idx, val, b, F, L, n_steps):
         for _ in range(n_steps):
@@ -227,12 +233,8 @@ def _sync_gates(prob, state, F):
             u, svals, _ = np.linalg.svd(W[:, a, :], full_matrices=False)
             U[:, a] = u[:, 0] * svals[0]
     signs = np.empty(m)
-    if state.gate_neurons.size:
-        old_pos = np.minimum(np.searchsorted(state.gate_neurons, active), state.gate_neurons.size - 1)
-        had = state.gate_neurons[old_pos] == active
-        signs[had] = state.gate_signs[old_pos[had]]
-    else:
-        had = np.zeros(m, dtype=bool)
+    old_pos, had = sorted_lookup(state.gate_neurons, active)
+    signs[had] = state.gate_signs[old_pos[had]]
     new = np.flatnonzero(~had)
     if new.size:
         dtype = op.design.dtype
@@ -348,12 +350,7 @@ def iht(
         b0 = loss.initial_intercept(Y, sw) if fit_intercept else np.zeros(k)
         state = IHTState(np.zeros(0, np.int64), np.zeros(0), b0)
     else:
-        state = IHTState(
-            state.idx.copy(), state.val.copy(), state.intercept.copy(),
-            state.gate_neurons.copy(),
-            None if state.gate_vectors is None else state.gate_vectors.copy(),
-            state.gate_signs.copy(),
-        )
+        state = IHTState(state.idx.copy(), state.val.copy(), state.intercept.copy(), *_save_gates(state))
         if sequential and state.gate_vectors is not None:
             op.set_gates(state.gate_neurons, state.gate_vectors)
         else:

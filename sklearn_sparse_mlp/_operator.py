@@ -349,11 +349,9 @@ class DenseDesign:
         self.X = Xa
         self.n_samples, self.n_inputs = n, q
 
-    def gate_scores(self, H, out=None):
+    def gate_scores(self, H):
         """``X @ H`` (n x m)."""
-        if out is None:
-            return self.X @ H
-        return np.matmul(self.X, H, out=out)
+        return self.X @ H
 
     def gradient_chunk(self, H, R, G, n_threads):
         """``G[l] = X^T (1[X H >= 0] * R[:, l])`` for a chunk of gates H (q x c)."""
@@ -385,10 +383,6 @@ class DenseDesign:
     def support_grad(self, masks, nz_pos, nz_feat, nz_out, R, out):
         _support_grad_dense(self.X, masks, nz_pos, nz_feat, nz_out, R, out)
 
-    @property
-    def nbytes(self):
-        return self.X.nbytes
-
 
 class SparseDesign(DenseDesign):
     """CSR/CSC data matrix, kept in CSC form (column access in the kernels).
@@ -417,12 +411,8 @@ class SparseDesign(DenseDesign):
         self.indices = self.X.indices.astype(np.int64)
         self.indptr = self.X.indptr.astype(np.int64)
 
-    def gate_scores(self, H, out=None):
-        Z = np.asarray(self.XT.T @ H)
-        if out is not None:
-            out[...] = Z
-            return out
-        return Z
+    def gate_scores(self, H):
+        return np.asarray(self.XT.T @ H)
 
     def gradient_chunk(self, H, R, G, n_threads):
         Z = np.asarray(self.XT.T @ H)
@@ -445,10 +435,6 @@ class SparseDesign(DenseDesign):
     def support_grad(self, masks, nz_pos, nz_feat, nz_out, R, out):
         _support_grad_sparse(self.data, self.indices, self.indptr, masks, nz_pos, nz_feat, nz_out, R, out)
 
-    @property
-    def nbytes(self):
-        return self.X.data.nbytes + self.X.indices.nbytes + self.X.indptr.nbytes
-
 
 def make_design(X, fit_intercept):
     """The design for ``X`` (dense ndarray or scipy sparse matrix)."""
@@ -460,10 +446,12 @@ def make_design(X, fit_intercept):
 # --------------------------------------------------------------------------
 # the operator
 # --------------------------------------------------------------------------
-def auto_chunk_size(n_samples, n_inputs, n_outputs, n_hidden):
-    """Neurons per chunk.  The data are streamed once per chunk, so chunks are
-    wide; a tile (rows x chunk) of gate scores stays in a core's cache."""
-    return int(min(_CHUNK, n_hidden))
+def sorted_lookup(keys, queries):
+    """Positions of ``queries`` in the sorted array ``keys`` and whether found."""
+    if keys.size == 0:
+        return np.zeros(queries.size, dtype=np.int64), np.zeros(queries.size, dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, queries), keys.size - 1)
+    return pos, keys[pos] == queries
 
 
 class NetworkOperator:
@@ -482,7 +470,9 @@ class NetworkOperator:
         self.seed = np.int64(seed)
         self.n_gate_features = int(n_gate_features or 0)
         if chunk_size is None:
-            chunk_size = auto_chunk_size(design.n_samples, self.q, self.k, self.p)
+            # The data are streamed once per chunk, so chunks are wide; a
+            # tile (rows x chunk) of gate scores stays in a core's cache.
+            chunk_size = _CHUNK
         self.chunk_size = int(max(1, min(chunk_size, self.p)))
         self.gate_neurons = np.zeros(0, dtype=np.int64)
         self.gate_vectors = np.zeros((self.q, 0), dtype=np.float64, order="F")
@@ -496,20 +486,18 @@ class NetworkOperator:
         self._slot_of = {}
         self._tick = 0
 
-    @property
-    def size(self):
-        """Number of entries of ``w`` (p * q * k)."""
-        return self.p * self.q * self.k
-
     # ---- gates ---------------------------------------------------------
     def set_gates(self, neurons, vectors):
         """Replace the sequential gates (neurons sorted, vectors q x m)."""
         neurons = np.ascontiguousarray(neurons, dtype=np.int64)
         vectors = np.asfortranarray(vectors, dtype=np.float64).reshape(self.q, neurons.shape[0])
-        changed = np.union1d(neurons, self.gate_neurons)
+        # Cached patterns stay valid for neurons whose gate is unchanged (e.g.
+        # the survivors of a merge, or gates put back as they were).
+        pos, kept = sorted_lookup(self.gate_neurons, neurons)
+        kept[kept] = np.all(self.gate_vectors[:, pos[kept]] == vectors[:, kept], axis=0)
+        changed = np.setdiff1d(np.union1d(neurons, self.gate_neurons), neurons[kept])
         self.gate_neurons = neurons
         self.gate_vectors = vectors
-        # Drop cached patterns of neurons whose gates may have changed.
         for j in changed:
             sl = self._slot_of.pop(int(j), -1)
             if sl >= 0:
@@ -520,11 +508,8 @@ class NetworkOperator:
         """Gate vectors (q x m, float64) of ``neurons`` as currently in force."""
         neurons = np.asarray(neurons, dtype=np.int64)
         H = random_gates(self.seed, neurons, self.q, self.design.has_bias, self.n_gate_features)
-        if self.gate_neurons.size and neurons.size:
-            pos = np.searchsorted(self.gate_neurons, neurons)
-            pos = np.minimum(pos, self.gate_neurons.size - 1)
-            hit = self.gate_neurons[pos] == neurons
-            H[:, hit] = self.gate_vectors[:, pos[hit]]
+        pos, hit = sorted_lookup(self.gate_neurons, neurons)
+        H[:, hit] = self.gate_vectors[:, pos[hit]]
         return H
 
     def mask_slots(self, neurons):

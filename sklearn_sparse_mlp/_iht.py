@@ -266,6 +266,21 @@ def _sync_gates(prob, state, F):
     _merge_duplicates(op, state, prob.sw > 0)
 
 
+def _sync_point(prob, state, idx, val, b, F, best):
+    """Gate update at (idx, val), then the new point and the best point seen.
+
+    Right after a gate update the model is exactly a ReLU network; the path
+    is not monotone, so the best such point is remembered in ``best``.
+    """
+    state.idx, state.val = idx, val
+    _sync_gates(prob, state, F)
+    idx, val = state.idx, state.val
+    _, b, F, L = prob.evaluate(idx, val, b)
+    if best is None or L < best[-1]:
+        best = (idx, val, b, F, _save_gates(state), L)
+    return idx, val, b, F, L, best
+
+
 def _merge_duplicates(op, state, rows):
     """Merge active neurons whose activation patterns coincide on the data.
 
@@ -433,14 +448,7 @@ def iht(
             same_support = True
 
         if sequential and it % gate_update_period == 0:
-            state.idx, state.val = idx, val
-            _sync_gates(prob, state, F)
-            idx, val = state.idx, state.val
-            _, b, F, L = prob.evaluate(idx, val, b)
-            # Right after a gate update the model is exactly a ReLU network:
-            # remember the best such point (the path is not monotone).
-            if best_synced is None or L < best_synced[-1]:
-                best_synced = (idx, val, b, F, _save_gates(state), L)
+            idx, val, b, F, L, best_synced = _sync_point(prob, state, idx, val, b, F, best_synced)
         val, b, F, L = prob.refine(idx, val, b, F, L, n_refine)
 
         loss_curve.append(L)
@@ -485,12 +493,7 @@ def _polish(prob, state, sequential, n_refine, b, F, L, best=None):
         for _ in range(6):
             active = np.unique(idx // (op.q * op.k))
             before = op.masks(active)
-            state.idx, state.val = idx, val
-            _sync_gates(prob, state, F)
-            idx, val = state.idx, state.val
-            _, b, F, L = prob.evaluate(idx, val, b)
-            if best is None or L < best[-1]:
-                best = (idx, val, b, F, _save_gates(state), L)
+            idx, val, b, F, L, best = _sync_point(prob, state, idx, val, b, F, best)
             after = op.masks(np.unique(idx // (op.q * op.k)))
             if before.shape == after.shape and np.array_equal(before, after):
                 break

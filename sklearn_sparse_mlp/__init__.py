@@ -1,7 +1,8 @@
 """Sparse ReLU networks trained directly by iterative hard thresholding."""
 
+from ._imp import IMPClassifier, IMPRegressor
 from ._regressor import SparseMLPRegressor
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["SparseMLPRegressor", "__version__"]
+__all__ = ["IMPClassifier", "IMPRegressor", "SparseMLPRegressor", "__version__"]

@@ -21,7 +21,12 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from ._labels import TargetEncoder
 from ._losses import SquaredLoss, log_softmax, sigmoid_log
@@ -440,6 +445,12 @@ class _BaseIMP(BaseEstimator):
             X, Y, y, sw = X[positive], Y[positive], y[positive], sw[positive]
             n = X.shape[0]
         X = X.astype(np.float64).tocsr() if sp.issparse(X) else np.ascontiguousarray(X, dtype=np.float64)
+        x_max = float(abs(X).max()) if X.shape[0] and X.shape[1] else 0.0
+        if x_max * max(layer_sizes) > np.finfo(np.float64).max ** 0.5:
+            raise ValueError(
+                f"X holds values too large for the network's arithmetic (max |X| = {x_max:.3g}). "
+                "Scale the features, e.g. with StandardScaler."
+            )
 
         rng = check_random_state(self.random_state)
         init_seed, shuffle_seed, split_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=3))
@@ -529,7 +540,9 @@ _SHARED_DOC = """
 
     epochs_per_round : int, default=20
         Passes over the training data in each round (the dense first round
-        included).
+        included).  A round makes ``epochs_per_round * ceil(n_samples /
+        batch_size)`` Adam steps: small data sets need more epochs or
+        smaller batches.
 
     rewind_iter : int, default=0
         Rewind point.  0 rewinds the surviving weights (and all biases) to
@@ -723,8 +736,9 @@ class IMPRegressor(RegressorMixin, _BaseIMP):
         total = sw.sum()
         if not total > 0:
             raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
-        mean = (sw @ Y) / total
-        scale = np.sqrt((sw @ (Y - mean) ** 2) / total)
+        pos = sw > 0  # as if zero-weight samples were not there, bit for bit
+        mean = (sw[pos] @ Y[pos]) / total
+        scale = np.sqrt((sw[pos] @ (Y[pos] - mean) ** 2) / total)
         scale[~(scale > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0
         Y = (Y - mean) / scale
 
@@ -833,6 +847,8 @@ class IMPClassifier(ClassifierMixin, _BaseIMP):
         """
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"],
                              dtype=[np.float64, np.float32], multi_output=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)  # a column of labels, not multilabel
         encoder = TargetEncoder().fit(y)
         Y = encoder.transform(y)
         self._encoder = encoder

@@ -120,7 +120,7 @@ def _value_and_gradient(coefs, intercepts, X, Y, sw, loss, l2, masks=None, coef_
         np.sum(delta, axis=0, out=intercept_grads[layer])
         if layer > 0:
             delta = delta @ coefs[layer].T
-            delta[A <= 0.0] = 0.0  # ReLU'(z) = 1[z > 0]
+            np.multiply(delta, A > 0.0, out=delta)  # ReLU'(z) = 1[z > 0]
         acts[layer] = None
     return float(value), coef_grads, intercept_grads
 

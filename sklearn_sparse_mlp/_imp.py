@@ -794,7 +794,7 @@ class IMPClassifier(ClassifierMixin, _BaseIMP):
             score_doc=" and score it with the accuracy after every epoch",
             loss_units="",
             extra_attributes=(
-                "    classes_ : ndarray or list of ndarray\n"
+                "    classes_ : ndarray of shape (n_classes,)\n"
                 "        Class labels (multilabel: ``arange(n_labels)``).\n\n"
             ),
             see_also=(

@@ -18,6 +18,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._iht import IHTState, iht
 from ._operator import NetworkOperator, make_design
+from ._shared import SharedState, factor_fused, shared_forward, shared_iht
 
 
 @contextmanager
@@ -141,6 +142,12 @@ class BaseSparseMLP(BaseEstimator):
             )
         return int(sizes[0])
 
+    def _gate_mode(self, n_outputs):
+        """"sequential" or "fixed" ("auto": sequential for one output)."""
+        if self.gate_update == "auto":
+            return "sequential" if n_outputs == 1 else "fixed"
+        return self.gate_update
+
     def _validate_X(self, X, reset):
         return validate_data(
             self,
@@ -150,7 +157,7 @@ class BaseSparseMLP(BaseEstimator):
             dtype=[np.float64, np.float32],
         )
 
-    def _fit_arrays(self, X, Y, sample_weight, loss):
+    def _fit_arrays(self, X, Y, sample_weight, loss, coupling="fused", alpha=0.0, absolute_tol=False):
         """Common fit on validated X (n x d) and float64 targets Y (n x k)."""
         n, d = X.shape
         k = Y.shape[1]
@@ -162,6 +169,9 @@ class BaseSparseMLP(BaseEstimator):
         if not total > 0:
             raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
         sw = sw / total
+        # The penalty is alpha / 2 * ||w||^2 per unit of sample weight (per
+        # sample for unit weights, as in MLPClassifier), so that weighting a
+        # sample equals repeating it.
         q = d + 1 if self.fit_intercept else d
         size = p * q * k
         s = _budget(self.n_nonzero_coefs, size)
@@ -170,7 +180,8 @@ class BaseSparseMLP(BaseEstimator):
                 f"gate_n_features={self.gate_n_features} is larger than the number of "
                 f"features ({d})."
             )
-        signature = (d, k, p, bool(self.fit_intercept), self.gate_n_features)
+        gate_mode = self._gate_mode(k)
+        signature = (d, k, p, bool(self.fit_intercept), self.gate_n_features, coupling, gate_mode)
         warm = (
             self.warm_start
             and hasattr(self, "_state")
@@ -192,25 +203,37 @@ class BaseSparseMLP(BaseEstimator):
             )
         design = make_design(X, self.fit_intercept)
         op = NetworkOperator(design, p, k, seed, self.gate_n_features or 0)
+        solver = dict(
+            fit_intercept=self.fit_intercept,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            penalty=alpha / total,
+            absolute_tol=absolute_tol,
+            verbose=self.verbose,
+        )
         with thread_limits(self.n_jobs):
-            result = iht(
-                op,
-                loss,
-                Y,
-                sw,
-                s,
-                state=state,
-                fit_intercept=self.fit_intercept,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                gate_update=self.gate_update,
-                gate_update_period=self.gate_update_period,
-                n_refine=self.n_refine_steps,
-                verbose=self.verbose,
-            )
+            if coupling == "shared" and state is not None:
+                result = shared_iht(op, loss, Y, sw, s, state, **solver)
+            else:
+                result = iht(
+                    op, loss, Y, sw, s,
+                    state=state,
+                    gate_update=gate_mode,
+                    gate_update_period=self.gate_update_period,
+                    n_refine=self.n_refine_steps,
+                    **solver,
+                )
+                if coupling == "shared":
+                    # The bilinear problem starts from the fused solution.
+                    start = factor_fused(op, result.state, s, gate_mode == "sequential")
+                    fused = result
+                    result = shared_iht(op, loss, Y, sw, s, start, **solver)
+                    result.n_iter += fused.n_iter
+                    result.loss_curve = fused.loss_curve + result.loss_curve
         st = result.state
-        if not (np.isfinite(result.loss) and np.all(np.isfinite(st.val))):
+        values = np.concatenate([st.U.ravel(), st.V.ravel()]) if coupling == "shared" else st.val
+        if not (np.isfinite(result.loss) and np.all(np.isfinite(values))):
             raise ValueError(
                 "The solver produced non-finite weights: the input values are too large "
                 "for the network's arithmetic. Scale the features (e.g. StandardScaler)."
@@ -224,24 +247,51 @@ class BaseSparseMLP(BaseEstimator):
         self._seed = seed
         self._state = st
         self._signature = signature
-        self._set_fitted_attributes(op, result, d, k, p, q)
+        if coupling == "shared":
+            self._set_shared_attributes(op, result, d, k, p, q)
+        else:
+            self._set_fitted_attributes(op, result, d, k, p, q)
         return self
+
+    def _set_common_attributes(self, result, k, active):
+        st = result.state
+        self.intercept_ = np.asarray(st.intercept, dtype=np.float64).copy()
+        self.n_iter_ = int(result.n_iter)
+        self.loss_curve_ = list(result.loss_curve)
+        self.loss_ = float(result.loss)
+        self.n_outputs_ = k
+        self.active_neurons_ = active
+
+    def _set_shared_attributes(self, op, result, d, k, p, q):
+        st = result.state
+        m = st.neurons.size
+        U, V = st.U, st.V
+        rows, cols = np.nonzero(U.T)
+        self.coef_ = sp.csr_array((U.T[rows, cols], (st.neurons[rows], cols)), shape=(p, q))
+        self.n_nonzero_ = int(np.count_nonzero(U) + np.count_nonzero(V))
+        self._set_common_attributes(result, k, st.neurons.copy())
+        self.gates_ = U.T.copy() if st.sequential else op.gates(st.neurons).T.copy()
+        for name in ("gate_signs_",):
+            if hasattr(self, name):
+                delattr(self, name)
+        if st.sequential:
+            self.coefs_ = [U[:d].copy(), V.copy()]
+            self.intercepts_ = [U[d].copy() if self.fit_intercept else np.zeros(m), self.intercept_.copy()]
+        else:
+            for name in ("coefs_", "intercepts_"):
+                if hasattr(self, name):
+                    delattr(self, name)
 
     def _set_fitted_attributes(self, op, result, d, k, p, q):
         st = result.state
         rows = st.idx // (q * k)
         cols = st.idx % (q * k)
         self.coef_ = sp.csr_array((st.val, (rows, cols)), shape=(p, q * k))
-        self.intercept_ = np.asarray(st.intercept, dtype=np.float64).copy()
         self.n_nonzero_ = int(np.count_nonzero(st.val))
-        self.n_iter_ = int(result.n_iter)
-        self.loss_curve_ = list(result.loss_curve)
-        self.loss_ = float(result.loss)
-        self.n_outputs_ = k
         active = np.unique(rows)
-        self.active_neurons_ = active
+        self._set_common_attributes(result, k, active)
         self.gates_ = op.gates(active).T.copy() if active.size else np.zeros((0, q))
-        sequential = self.gate_update == "sequential"
+        sequential = self._signature[-1] == "sequential"
         if sequential and k == 1:
             # The network is exactly sum_j a_j relu(x . u_j + c_j) + b: export it
             # in MLPRegressor's layout (active neurons only).
@@ -268,10 +318,14 @@ class BaseSparseMLP(BaseEstimator):
         """Network outputs (n x k, float64) for validated X."""
         check_is_fitted(self, "_state")
         X = self._validate_X(X, reset=False)
-        d, k, p, fit_intercept, n_gate_features = self._signature
+        d, k, p, fit_intercept, n_gate_features = self._signature[:5]
         design = make_design(X, fit_intercept)
         op = NetworkOperator(design, p, k, self._seed, n_gate_features or 0)
         st = self._state
+        if isinstance(st, SharedState):
+            with thread_limits(self.n_jobs):
+                F = shared_forward(op, st)[0]
+            return np.ascontiguousarray(F + st.intercept), X.dtype
         with thread_limits(self.n_jobs):
             if st.gate_vectors is not None:
                 op.set_gates(st.gate_neurons, st.gate_vectors)

@@ -14,6 +14,8 @@ coordinates at zero.  When the last input column is the constant column
 all pass through the origin.
 """
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -26,6 +28,21 @@ _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _TWO_M53 = 1.0 / 9007199254740992.0  # 2 ** -53
 _TWO_PI = 2.0 * np.pi
+
+
+def serial_kernel(kernel):
+    """A single-threaded compilation of a parallel kernel.
+
+    Small inputs (one row block) run it: a parallel region costs a thread
+    launch and a barrier, which on a loaded machine (an outer process pool,
+    another program) can take milliseconds for microseconds of work.  The
+    copy has its own name, hence its own cache entry.
+    """
+    fn = kernel.py_func
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + "_serial"
+    copy.__doc__ = fn.__doc__
+    return njit(cache=True)(copy)
 
 
 @njit(cache=True, inline="always")
@@ -104,6 +121,9 @@ def fill_gate_block(seed, j0, n_inputs, has_bias, n_gate_features, ov_neurons, o
             _gate_into(seed, j, n_inputs, has_bias, n_gate_features, col)
             for i in range(n_inputs):
                 H[i, jj] = col[i]
+
+
+fill_gate_block_serial = serial_kernel(fill_gate_block)
 
 
 @njit(cache=True)

@@ -63,8 +63,9 @@ def _top_s(values, idx, s):
 class _Problem:
     """Bundle of operator, loss, data and the current point's predictions."""
 
-    def __init__(self, op, loss, Y, sw, fit_intercept):
+    def __init__(self, op, loss, Y, sw, fit_intercept, penalty=0.0):
         self.op = op
+        self.penalty = float(penalty)  # L2 penalty  penalty / 2 * ||w||^2
         self.loss = loss
         self.Y = Y
         self.sw = sw
@@ -79,7 +80,10 @@ class _Problem:
         else:
             b = np.zeros(self.k)
         F = F0 + b
-        return F0, b, F, self.loss.value(F, self.Y, self.sw)
+        L = self.loss.value(F, self.Y, self.sw)
+        if self.penalty:
+            L += 0.5 * self.penalty * float(val @ val)
+        return F0, b, F, L
 
     def center(self, Q):
         """Weighted centring of a direction's image (the intercept absorbs the mean)."""
@@ -93,7 +97,14 @@ class _Problem:
 
     def curvature_norm(self, idx, v):
         """``c * sum_i sw_i ||(A v)_i - mean||^2`` along direction v."""
-        return self.loss.curvature * self.wsq(self.center(self.op.forward(idx, v)))
+        return self.loss.curvature * self.wsq(self.center(self.op.forward(idx, v))) + self.penalty * float(v @ v)
+
+    def support_gradient(self, idx, val, F):
+        """Gradient of the (penalised) loss on the support."""
+        g = self.op.support_gradient(idx, self.loss.gradient(F, self.Y, self.sw))
+        if self.penalty:
+            g += self.penalty * val
+        return g
 
     def keep_better(self, idx, v, b, val, F, L):
         """The point (idx, v) if its loss is not above ``L``, else the old one."""
@@ -111,6 +122,8 @@ class _Problem:
             if self.direct_ok(idx.size):
                 return self._refine_direct(idx, val, b, F, L)
             return self._refine_cg(idx, val, b, F, L, n_steps, tol)
+        if idx.size <= 1500:  # Newton: O(n m^2) per step, few steps
+            return self._refine_newton(idx, val, b, F, L, n_steps)
         return self._refine_gd(idx, val, b, F, L, n_steps)
 
     def direct_ok(self, m):
@@ -128,6 +141,8 @@ class _Problem:
             same = out[:, None] == out[None, :]
             G = G - np.outer(C, C) * same
             B = B - C * (self.sw @ self.Y)[out]
+        if self.penalty:
+            G[np.diag_indices_from(G)] += self.penalty
         # Minimum-norm solution through the eigendecomposition: the support's
         # columns can be (nearly) collinear, and the answer must not depend on
         # rounding in the null space (e.g. weighted vs repeated samples).
@@ -148,8 +163,7 @@ class _Problem:
     def _refine_cg(self, idx, val, b, F, L, n_steps, tol):
         # Normal equations of the squared loss on the support, with the
         # intercept eliminated by weighted centring: Q v = A_S^T Sw P A_S v.
-        R = self.loss.gradient(F, self.Y, self.sw)
-        r = -self.op.support_gradient(idx, R)
+        r = -self.support_gradient(idx, val, F)
         r0 = np.sqrt(r @ r)
         if r0 == 0.0:
             return val, b, F, L
@@ -158,12 +172,12 @@ class _Problem:
         rr = r @ r
         for _ in range(n_steps):
             Ad = self.center(self.op.forward(idx, d))
-            dQd = self.wsq(Ad)
+            dQd = self.wsq(Ad) + self.penalty * float(d @ d)
             if dQd <= 0.0 or not np.isfinite(dQd):
                 break
             alpha = rr / dQd
             v += alpha * d
-            Qd = self.op.support_gradient(idx, self.sw[:, None] * Ad)
+            Qd = self.op.support_gradient(idx, self.sw[:, None] * Ad) + self.penalty * d
             r -= alpha * Qd
             rr_new = r @ r
             if np.sqrt(rr_new) <= tol * r0:
@@ -172,10 +186,66 @@ class _Problem:
             rr = rr_new
         return self.keep_better(idx, v, b, val, F, L)
 
+    def _newton_direction(self, idx, g, W):
+        """Newton direction ``-H^{-1} g`` on the support.
+
+        ``H`` is the Gauss-Newton matrix for per-output curvature weights
+        ``W`` (n x k), block diagonal over outputs (the softmax's cross-output
+        terms are left out), intercept eliminated, plus the penalty; each
+        output's block is solved on its own (eigenvalues floored at 1e-8 of
+        the largest).  None if there is no descent direction.
+        """
+        out = idx % self.k
+        dv = np.zeros(idx.size)
+        zeros = np.zeros((W.shape[0], self.k))
+        for l in np.unique(out):
+            sel = np.flatnonzero(out == l)
+            G, _, C = self.op.normal_equations(idx[sel], W[:, l], zeros)
+            if self.fit_intercept:
+                G = G - np.outer(C, C) / max(W[:, l].sum(), 1e-300)
+            G[np.diag_indices_from(G)] += self.penalty
+            try:
+                evals, evecs = np.linalg.eigh(G)
+            except np.linalg.LinAlgError:
+                return None
+            floor = max(evals[-1], 0.0) * 1e-8
+            if floor <= 0.0:
+                continue
+            dv[sel] = -(evecs @ ((evecs.T @ g[sel]) / np.maximum(evals, floor)))
+        return dv
+
+    def _refine_newton(self, idx, val, b, F, L, n_steps):
+        # Damped Newton steps on the support for a smooth convex loss, with
+        # an Armijo backtracking line search; the intercept is re-solved at
+        # every trial point.
+        for _ in range(n_steps):
+            g = self.support_gradient(idx, val, F)
+            dv = self._newton_direction(idx, g, self.loss.hessian_weights(F, self.Y, self.sw))
+            if dv is None:
+                break
+            slope = float(g @ dv)
+            if not slope < 0.0:
+                break
+            t = 1.0
+            accepted = False
+            for _ in range(30):
+                v = val + t * dv
+                _, b_new, F_new, L_new = self.evaluate(idx, v, b)
+                if L_new <= L + 0.25 * t * slope:
+                    accepted = True
+                    break
+                t *= 0.5
+            if not accepted:
+                break
+            decrease = L - L_new
+            val, b, F, L = v, b_new, F_new, L_new
+            if decrease <= 1e-10 * max(abs(L), 1e-300):
+                break
+        return val, b, F, L
+
     def _refine_gd(self, idx, val, b, F, L, n_steps):
         for _ in range(n_steps):
-            R = self.loss.gradient(F, self.Y, self.sw)
-            g = self.op.support_gradient(idx, R)
+            g = self.support_gradient(idx, val, F)
             gg = g @ g
             if gg == 0.0:
                 break
@@ -193,6 +263,31 @@ class _Problem:
                 break
             val, b, F, L = v, b_new, F_new, L_new
         return val, b, F, L
+
+
+class ToleranceRule:
+    """The ``tol`` stopping rule.
+
+    Relative (the regressor): one iteration whose loss changes by less than
+    ``tol`` times the loss ends the fit.  Absolute (the classifiers, as in
+    MLPClassifier): ``patience`` consecutive iterations whose loss changes by
+    less than ``tol`` (the log loss of a perfectly fitted training set keeps
+    shrinking by relative steps, and single small steps occur on the way).
+    """
+
+    def __init__(self, tol, absolute, patience):
+        self.tol, self.absolute, self.patience = tol, absolute, patience
+        self.count = 0
+
+    def update(self, L_prev, L):
+        if self.tol <= 0:
+            return False
+        scale = 1.0 if self.absolute else max(abs(L_prev), np.finfo(float).tiny)
+        if abs(L_prev - L) > self.tol * scale:
+            self.count = 0
+            return False
+        self.count += 1
+        return self.count >= (self.patience if self.absolute else 1)
 
 
 def _save_gates(state):
@@ -337,6 +432,8 @@ def iht(
     gate_update="sequential",
     gate_update_period=1,
     n_refine=5,
+    penalty=0.0,
+    absolute_tol=False,
     verbose=0,
     print_fn=print,
 ):
@@ -359,7 +456,7 @@ def iht(
     """
     s = int(n_nonzero)
     k = Y.shape[1]
-    prob = _Problem(op, loss, Y, sw, fit_intercept)
+    prob = _Problem(op, loss, Y, sw, fit_intercept, penalty)
     sequential = gate_update == "sequential"
     if state is None:
         b0 = loss.initial_intercept(Y, sw) if fit_intercept else np.zeros(k)
@@ -382,6 +479,8 @@ def iht(
     loss_curve = []
     mu_prev = None
     best_synced = None
+    best_L, no_gain = np.inf, 0
+    tol_stop = ToleranceRule(tol, absolute_tol, n_iter_no_change)
     stable = 0
     converged = False
     stop_reason = "max_iter"
@@ -390,6 +489,8 @@ def iht(
         L_prev = L
         R = loss.gradient(F, Y, sw)
         g_sup, c_idx, c_g = op.gradient_pass(idx, R, s)
+        if penalty:
+            g_sup = g_sup + penalty * val
         all_idx = np.concatenate([idx, c_idx])
         all_g = np.concatenate([g_sup, c_g])
         all_w = np.concatenate([val, np.zeros(c_idx.size)])
@@ -449,6 +550,12 @@ def iht(
 
         if sequential and it % gate_update_period == 0:
             idx, val, b, F, L, best_synced = _sync_point(prob, state, idx, val, b, F, best_synced)
+            # Gate updates make the path non-monotone: count the updates that
+            # do not improve the best exact ReLU network by more than tol.
+            if best_synced[-1] < best_L - tol * (1.0 if absolute_tol else abs(best_L)):
+                best_L, no_gain = best_synced[-1], 0
+            else:
+                no_gain += 1
         val, b, F, L = prob.refine(idx, val, b, F, L, n_refine)
 
         loss_curve.append(L)
@@ -464,11 +571,14 @@ def iht(
         if L <= L_init * (100 * eps) ** 2:
             converged, stop_reason = True, "loss at machine precision"
             break
-        if tol > 0 and abs(L_prev - L) <= tol * max(abs(L_prev), np.finfo(float).tiny):
+        if tol_stop.update(L_prev, L):
             converged, stop_reason = True, "tol"
             break
         if stable >= n_iter_no_change:
             converged, stop_reason = True, "stable support"
+            break
+        if absolute_tol and no_gain >= n_iter_no_change:
+            converged, stop_reason = True, "no improvement after gate updates"
             break
 
     state.idx, state.val, state.intercept = idx, val, b

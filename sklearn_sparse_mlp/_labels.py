@@ -12,7 +12,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
-from ._losses import LogisticLoss, SoftmaxLoss, SquaredLoss
+from ._losses import LogisticLoss, SoftmaxLoss, SquaredLoss, log_softmax, sigmoid_log
 
 
 class TargetEncoder:
@@ -93,6 +93,9 @@ class TargetEncoder:
             P = SoftmaxLoss().link(F)
         else:
             P = LogisticLoss().link(F)
+            if self.target_type_ == "binary":
+                # expit(-F) rather than 1 - expit(F): no cancellation.
+                return np.hstack([LogisticLoss().link(-F), P])
         if self.target_type_ == "binary":
             return np.hstack([1.0 - P, P])
         if self.target_type_ == "multiclass" and loss_name == "squared_error":
@@ -102,6 +105,25 @@ class TargetEncoder:
             total[empty] = P.shape[1]
             P = P / total
         return P
+
+    def log_proba(self, F, loss_name):
+        """Log-probabilities from raw outputs, computed without overflow."""
+        F = np.asarray(F, dtype=np.float64)
+        if loss_name == "squared_error":
+            with np.errstate(divide="ignore"):
+                return np.log(self.proba(F, loss_name))
+        if self.target_type_ == "multiclass":
+            return log_softmax(F)
+        if self.target_type_ == "binary":
+            return np.hstack([sigmoid_log(-F), sigmoid_log(F)])
+        return sigmoid_log(F)
+
+    def decision(self, F, loss_name):
+        """Decision function: positive means the class (or label) is predicted."""
+        F = np.asarray(F, dtype=np.float64)
+        if loss_name == "squared_error" and self.target_type_ != "multiclass":
+            F = F - 0.5
+        return F[:, 0] if self.target_type_ == "binary" else F
 
     def predict(self, F, loss_name):
         """Labels from raw outputs F."""

@@ -61,6 +61,10 @@ class Loss:
     def hessian_weights(self, F, Y, sw):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def intercept_hessian(self, F, sw):  # pragma: no cover - interface
+        """Hessian (k x k) of the loss with respect to the output intercept."""
+        raise NotImplementedError
+
     def link(self, F):
         return F
 
@@ -85,36 +89,39 @@ class SquaredLoss(Loss):
         return np.repeat(sw[:, None], F.shape[1], axis=1)
 
 
-def _newton_intercept(loss, F0, Y, sw, b0, n_steps=30):
-    """Output intercept by safeguarded coordinate-wise Newton steps.
+def _newton_intercept(loss, F0, Y, sw, b0, n_steps=30, gtol=1e-10):
+    """Output intercept by safeguarded Newton steps.
 
-    Each output's intercept takes a Newton step on its own (the diagonal of
-    the Hessian), halved until the loss does not increase, and is kept in
-    ``[-_B_MAX, _B_MAX]``.
+    Each step solves with the k x k Hessian of the loss in the intercept
+    (pseudo-inverse: the softmax Hessian is singular along the all-ones
+    direction, along which the gradient vanishes), is halved until the loss
+    does not increase, and keeps the intercept in ``[-_B_MAX, _B_MAX]``.
+    Stops when the largest gradient entry is below ``gtol`` (the weights sum
+    to one, so that is a mean residual).
     """
     k = F0.shape[1]
     b = np.zeros(k) if b0 is None else np.clip(np.asarray(b0, dtype=np.float64), -_B_MAX, _B_MAX)
-    L = loss.value(F0 + b, Y, sw)
+    F = F0 + b
+    L = loss.value(F, Y, sw)
     for _ in range(n_steps):
-        F = F0 + b
         g = loss.gradient(F, Y, sw).sum(axis=0)
-        h = loss.hessian_weights(F, Y, sw).sum(axis=0)
-        if np.all(np.abs(g) <= 1e-12 * max(1.0, np.abs(b).max())):
+        if np.abs(g).max() <= gtol:
             break
-        step = g / np.maximum(h, 1e-12)
-        step = np.clip(step, -4.0, 4.0)
-        for _ in range(20):
+        H = loss.intercept_hessian(F, sw)
+        step = np.linalg.lstsq(H, g, rcond=1e-12)[0] if k > 1 else g / max(H[0, 0], 1e-300)
+        step = np.clip(step, -8.0, 8.0)
+        for _ in range(8):
             b_new = np.clip(b - step, -_B_MAX, _B_MAX)
-            L_new = loss.value(F0 + b_new, Y, sw)
+            F_new = F0 + b_new
+            L_new = loss.value(F_new, Y, sw)
             if L_new <= L:
                 break
-            step *= 0.5
+            step *= 0.25
         else:
+            break  # no decrease along the Newton direction: at rounding level
+        if np.array_equal(b_new, b):
             break
-        done = np.array_equal(b_new, b) or L - L_new <= 1e-15 * max(L, 1e-300)
-        b, L = b_new, L_new
-        if done:
-            break
+        b, F, L = b_new, F_new, L_new
     return b
 
 
@@ -139,6 +146,10 @@ class LogisticLoss(Loss):
 
     def link(self, F):
         return expit(F)
+
+    def intercept_hessian(self, F, sw):
+        P = expit(F)
+        return np.diag(sw @ (P * (1.0 - P)))
 
     def initial_intercept(self, Y, sw):
         pbar = np.clip(sw @ Y, 1e-12, 1.0 - 1e-12)
@@ -175,6 +186,10 @@ class SoftmaxLoss(Loss):
 
     def link(self, F):
         return np.exp(_log_softmax(F))
+
+    def intercept_hessian(self, F, sw):
+        P = np.exp(_log_softmax(F))
+        return np.diag(sw @ P) - (P * sw[:, None]).T @ P
 
     def initial_intercept(self, Y, sw):
         logp = np.log(np.clip(sw @ Y, 1e-12, None))

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from ._gates import fill_gate_block, random_gates
+from ._gates import fill_gate_block, fill_gate_block_serial, random_gates, serial_kernel as _serial
 
 _ROW_BLOCK = 2048
 _TILE_ROWS = 256
@@ -85,6 +85,9 @@ def _gradient_tiles(X, H, R, n_threads, block, G_threads):
                         G_threads[t, l, f, jj] += Gb[f, jj]
 
 
+_gradient_tiles_serial = _serial(_gradient_tiles)
+
+
 @njit(cache=True)
 def _sum_threads(G_threads, G):
     T = G_threads.shape[0]
@@ -115,6 +118,9 @@ def _sign_tiles(X, H, block, out):
         for a in range(m):
             for i in range(nb):
                 out[i0 + i, a] = 1 if Zb[i, a] >= 0 else 0
+
+
+_sign_tiles_serial = _serial(_sign_tiles)
 
 
 @njit(cache=True, parallel=True)
@@ -159,6 +165,9 @@ def _gram_tiles(X, masks, nz_pos, nz_feat, nz_out, wts, Y, n_threads, block, Gt,
                 Bt[t, u] += bu
                 Ct[t, u] += cu
             Gt[t] += np.dot(AbT, WAbT.T)
+
+
+_gram_tiles_serial = _serial(_gram_tiles)
 
 
 @njit(cache=True)
@@ -265,6 +274,9 @@ def _forward_dense(X, masks, nz_pos, nz_feat, nz_out, nz_val, F):
             t = t_end
 
 
+_forward_dense_serial = _serial(_forward_dense)
+
+
 @njit(cache=True, parallel=True)
 def _support_grad_dense(X, masks, nz_pos, nz_feat, nz_out, R, out):
     """``out[t] = sum_i mask[i, pos_t] * X[i, f_t] * R[i, l_t]``.
@@ -291,6 +303,9 @@ def _support_grad_dense(X, masks, nz_pos, nz_feat, nz_out, R, out):
         for b in range(n_blocks):
             acc += partial[b, t]
         out[t] = acc
+
+
+_support_grad_dense_serial = _serial(_support_grad_dense)
 
 
 @njit(cache=True)
@@ -349,21 +364,31 @@ class DenseDesign:
         self.X = Xa
         self.n_samples, self.n_inputs = n, q
 
+    def _parallel(self, block):
+        """Whether a kernel tiled by ``block`` rows has work for several threads."""
+        return self.n_samples > block and numba.get_num_threads() > 1
+
     def gate_scores(self, H):
         """``X @ H`` (n x m)."""
         return self.X @ H
+
+    def transpose_product(self, M):
+        """``X^T @ M`` (q x m) for a dense n x m array."""
+        return self.X.T @ np.asarray(M, dtype=self.dtype)
 
     def gradient_chunk(self, H, R, G, n_threads):
         """``G[l] = X^T (1[X H >= 0] * R[:, l])`` for a chunk of gates H (q x c)."""
         T = max(1, min(n_threads, -(-self.n_samples // _TILE_ROWS)))
         G_threads = np.empty((T,) + G.shape, dtype=G.dtype)
-        _gradient_tiles(self.X, H, R, T, _TILE_ROWS, G_threads)
+        kernel = _gradient_tiles if T > 1 else _gradient_tiles_serial
+        kernel(self.X, H, R, T, _TILE_ROWS, G_threads)
         _sum_threads(G_threads, G)
 
     def sign_scores(self, H):
         """Activation patterns ``1[X H >= 0]`` (n x m, uint8, Fortran order)."""
         out = np.empty((self.n_samples, H.shape[1]), dtype=np.uint8, order="F")
-        _sign_tiles(self.X, np.ascontiguousarray(H, dtype=self.dtype), _TILE_ROWS, out)
+        kernel = _sign_tiles if self._parallel(_TILE_ROWS) else _sign_tiles_serial
+        kernel(self.X, np.ascontiguousarray(H, dtype=self.dtype), _TILE_ROWS, out)
         return out
 
     def gram(self, masks, nz_pos, nz_feat, nz_out, wts, Y, n_threads):
@@ -374,14 +399,17 @@ class DenseDesign:
         Gt = np.empty((T, m, m))
         Bt = np.empty((T, m))
         Ct = np.empty((T, m))
-        _gram_tiles(self.X, masks, nz_pos, nz_feat, nz_out, wts, Y, T, _TILE_ROWS, Gt, Bt, Ct)
+        kernel = _gram_tiles if T > 1 else _gram_tiles_serial
+        kernel(self.X, masks, nz_pos, nz_feat, nz_out, wts, Y, T, _TILE_ROWS, Gt, Bt, Ct)
         return Gt.sum(axis=0), Bt.sum(axis=0), Ct.sum(axis=0)
 
     def forward(self, masks, nz_pos, nz_feat, nz_out, nz_val, F):
-        _forward_dense(self.X, masks, nz_pos, nz_feat, nz_out, nz_val, F)
+        kernel = _forward_dense if self._parallel(_ROW_BLOCK) else _forward_dense_serial
+        kernel(self.X, masks, nz_pos, nz_feat, nz_out, nz_val, F)
 
     def support_grad(self, masks, nz_pos, nz_feat, nz_out, R, out):
-        _support_grad_dense(self.X, masks, nz_pos, nz_feat, nz_out, R, out)
+        kernel = _support_grad_dense if self._parallel(_ROW_BLOCK) else _support_grad_dense_serial
+        kernel(self.X, masks, nz_pos, nz_feat, nz_out, R, out)
 
 
 class SparseDesign(DenseDesign):
@@ -560,7 +588,8 @@ class NetworkOperator:
 
     def masks(self, neurons):
         """Activation patterns (n x m, uint8) of ``neurons`` (a copy)."""
-        return self.slot_masks[:, self.mask_slots(neurons)]
+        slots = self.mask_slots(neurons)  # may grow (replace) self.slot_masks
+        return self.slot_masks[:, slots]
 
     # ---- index bookkeeping ---------------------------------------------
     def decode(self, idx):
@@ -642,7 +671,8 @@ class NetworkOperator:
             if cc != c:
                 H = np.empty((q, cc), dtype=dtype)
                 G = np.empty((k, q, cc), dtype=dtype)
-            fill_gate_block(
+            fill = fill_gate_block if cc * q >= 65536 and n_threads > 1 else fill_gate_block_serial
+            fill(
                 self.seed, j0, q, design.has_bias, self.n_gate_features,
                 self.gate_neurons, self.gate_vectors, H,
             )

@@ -87,3 +87,14 @@ def test_sparse_gates_have_few_features():
     nnz_features = (H[:-1] != 0).sum(axis=0)
     assert np.all(nnz_features == 3)
     assert np.all(H[-1] != 0)  # the bias coordinate is always drawn
+
+
+def test_masks_right_after_the_cache_grows():
+    # The first request for many neurons grows the pattern cache; the
+    # returned patterns must be those of the grown cache.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150, 4))
+    op = NetworkOperator(make_design(X, True), 100, 3, seed=5)
+    neurons = np.arange(27)
+    expected = (op.design.X @ op.gates(neurons) >= 0).astype(np.uint8)
+    np.testing.assert_array_equal(op.masks(neurons), expected)

@@ -1,0 +1,234 @@
+"""SparseMLPClassifier: losses, labels, probabilities, class weights, recovery."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_iris, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_sparse_mlp import SparseMLPClassifier
+from sklearn_sparse_mlp._losses import LogisticLoss, SoftmaxLoss
+from sklearn_sparse_mlp._operator import NetworkOperator, make_design
+from sklearn_sparse_mlp.datasets import make_planted_mlp
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _fd_check(loss, F, Y, sw, entries):
+    R = loss.gradient(F, Y, sw)
+    eps = 1e-6
+    for i, l in entries:
+        E = np.zeros_like(F)
+        E[i, l] = eps
+        fd = (loss.value(F + E, Y, sw) - loss.value(F - E, Y, sw)) / (2 * eps)
+        np.testing.assert_allclose(R[i, l], fd, rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("loss_cls", [LogisticLoss, SoftmaxLoss])
+def test_classification_loss_gradients_finite_differences(loss_cls):
+    rng = np.random.default_rng(0)
+    n, k = 40, 3
+    F = 3 * rng.standard_normal((n, k))
+    if loss_cls is SoftmaxLoss:
+        Y = np.eye(k)[rng.integers(0, k, n)]
+    else:
+        Y = (rng.random((n, k)) < 0.4).astype(float)
+    sw = rng.random(n)
+    sw /= sw.sum()
+    loss = loss_cls()
+    _fd_check(loss, F, Y, sw, [(0, 0), (7, 2), (39, 1)])
+    # The intercept zeroes the gradient's column sums (safeguarded Newton).
+    b = loss.intercept(F, Y, sw, None)
+    np.testing.assert_allclose(loss.gradient(F + b, Y, sw).sum(axis=0), 0, atol=1e-9)
+    # Hessian weights: finite differences of the gradient on the diagonal.
+    W = loss.hessian_weights(F, Y, sw)
+    E = np.zeros_like(F)
+    E[3, 1] = 1e-6
+    fd = (loss.gradient(F + E, Y, sw)[3, 1] - loss.gradient(F - E, Y, sw)[3, 1]) / 2e-6
+    np.testing.assert_allclose(W[3, 1], fd, rtol=1e-5)
+
+
+@pytest.mark.parametrize("loss_cls", [LogisticLoss, SoftmaxLoss])
+def test_classification_losses_do_not_overflow(loss_cls):
+    F = np.array([[1e300, -1e300, 0.0], [-800.0, 800.0, 5.0]])
+    Y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    sw = np.array([0.5, 0.5])
+    loss = loss_cls()
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        v = loss.value(F, Y, sw)
+        g = loss.gradient(F, Y, sw)
+    assert np.isfinite(v) and v > 100
+    assert np.all(np.isfinite(g)) and np.all(np.abs(g) <= 0.5 + 1e-12)
+
+
+def test_logistic_weight_gradient_through_operator():
+    rng = np.random.default_rng(1)
+    n, d, p, k = 120, 4, 6, 3
+    X = rng.standard_normal((n, d))
+    Y = np.eye(k)[rng.integers(0, k, n)]
+    sw = np.full(n, 1.0 / n)
+    op = NetworkOperator(make_design(X, True), p, k, seed=2)
+    idx = np.sort(rng.choice(p * (d + 1) * k, 10, replace=False))
+    val = rng.standard_normal(10)
+    loss = SoftmaxLoss()
+    g = op.support_gradient(idx, loss.gradient(op.forward(idx, val), Y, sw))
+    for t in range(10):
+        e = np.zeros(10)
+        e[t] = 1e-6
+        fd = (loss.value(op.forward(idx, val + e), Y, sw) - loss.value(op.forward(idx, val - e), Y, sw)) / 2e-6
+        np.testing.assert_allclose(g[t], fd, rtol=1e-5, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.mark.parametrize("coupling", ["fused", "shared"])
+@pytest.mark.parametrize("loss", ["log_loss", "squared_error"])
+def test_probabilities_and_decisions_agree(iris, coupling, loss):
+    X, y = iris
+    clf = SparseMLPClassifier(40, loss=loss, output_coupling=coupling, hidden_layer_sizes=(20,),
+                              random_state=0).fit(X, y)
+    assert clf.n_nonzero_ <= 40
+    P = clf.predict_proba(X)
+    assert P.shape == (150, 3)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-12)
+    assert np.all(P >= 0)
+    pred = clf.predict(X)
+    np.testing.assert_array_equal(pred, clf.classes_[np.argmax(clf.decision_function(X), axis=1)])
+    np.testing.assert_array_equal(pred, clf.classes_[np.argmax(P, axis=1)])
+    if loss == "log_loss":
+        np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), P, rtol=1e-10, atol=1e-300)
+    assert clf.score(X, y) > 0.9
+    assert len(clf.loss_curve_) >= 1 and clf.n_iter_ >= 1
+
+
+def test_binary_string_labels_round_trip(iris):
+    X, y = iris
+    labels = np.array(["setosa", "other"])[(y > 0).astype(int)]
+    clf = SparseMLPClassifier(20, hidden_layer_sizes=(10,), random_state=0).fit(X, labels)
+    assert list(clf.classes_) == ["other", "setosa"]
+    pred = clf.predict(X)
+    assert pred.dtype.kind == "U" and set(pred) <= {"other", "setosa"}
+    assert np.mean(pred == labels) == 1.0
+    P = clf.predict_proba(X)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    d = clf.decision_function(X)
+    assert d.shape == (150,)
+    np.testing.assert_array_equal(pred, clf.classes_[(d > 0).astype(int)])
+    log_p = clf.predict_log_proba(X)
+    np.testing.assert_allclose(np.exp(log_p), P, rtol=1e-10, atol=1e-300)
+
+
+def test_multilabel_indicator_targets():
+    X, Y = make_classification(n_samples=300, n_features=8, n_informative=6, n_classes=3,
+                               n_clusters_per_class=1, random_state=0)
+    Y = np.stack([Y == 0, Y == 1, (Y == 1) | (X[:, 0] > 0)], axis=1).astype(int)
+    clf = SparseMLPClassifier(80, hidden_layer_sizes=(20,), random_state=0).fit(X, Y)
+    pred = clf.predict(X)
+    assert pred.shape == Y.shape and set(np.unique(pred)) <= {0, 1}
+    P = clf.predict_proba(X)
+    assert P.shape == Y.shape and np.all((P >= 0) & (P <= 1))
+    np.testing.assert_array_equal(pred, (P > 0.5).astype(int))
+    assert np.mean(pred == Y) > 0.9
+
+
+def test_class_weight_balanced_favours_the_minority_class():
+    X, y = make_classification(n_samples=1000, n_features=6, n_informative=3, weights=[0.92, 0.08],
+                               flip_y=0.05, class_sep=0.5, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    common = dict(n_nonzero_coefs=30, hidden_layer_sizes=(10,), random_state=0)
+    plain = SparseMLPClassifier(**common).fit(X, y)
+    balanced = SparseMLPClassifier(class_weight="balanced", **common).fit(X, y)
+    recall = lambda clf: np.mean(clf.predict(X)[y == 1] == 1)  # noqa: E731
+    assert recall(balanced) > recall(plain) + 0.15
+    assert np.sum(balanced.predict(X) == 1) > np.sum(plain.predict(X) == 1)
+    # A dict that weighs class 1 like "balanced" does moves the decision the same way.
+    w1 = len(y) / (2 * np.sum(y == 1))
+    as_dict = SparseMLPClassifier(class_weight={0: len(y) / (2 * np.sum(y == 0)), 1: w1}, **common).fit(X, y)
+    np.testing.assert_array_equal(as_dict.predict(X), balanced.predict(X))
+
+
+def test_planted_classification_is_learned():
+    # Labels from the sign of a planted sparse ReLU network (centred at its median).
+    X, y_reg = make_planted_mlp(n_samples=8000, n_features=20, n_hidden=5, n_nonzero=15, random_state=0)
+    y = (y_reg > np.median(y_reg)).astype(int)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=0)
+    clf = SparseMLPClassifier(30, hidden_layer_sizes=(20,), random_state=0).fit(X_tr, y_tr)
+    assert clf.n_nonzero_ <= 30
+    assert clf.score(X_te, y_te) >= 0.98
+
+
+def test_shared_coupling_exports_a_relu_mlp(iris):
+    X, y = iris
+    clf = SparseMLPClassifier(40, output_coupling="shared", gate_update="sequential", hidden_layer_sizes=(20,),
+                              random_state=0).fit(X, y)
+    W1, W2 = clf.coefs_
+    b1, b2 = clf.intercepts_
+    assert np.count_nonzero(W1) + np.count_nonzero(b1) + np.count_nonzero(W2) == clf.n_nonzero_ <= 40
+    F = np.maximum(X @ W1 + b1, 0) @ W2 + b2
+    np.testing.assert_allclose(F, clf.decision_function(X), rtol=1e-10, atol=1e-10)
+
+
+def test_binary_sequential_exports_a_relu_mlp(iris):
+    X, y = iris
+    clf = SparseMLPClassifier(20, gate_update="sequential", hidden_layer_sizes=(10,), random_state=0).fit(X, y == 1)
+    W1, W2 = clf.coefs_
+    b1, b2 = clf.intercepts_
+    F = (np.maximum(X @ W1 + b1, 0) @ W2 + b2).ravel()
+    np.testing.assert_allclose(F, clf.decision_function(X), rtol=1e-10, atol=1e-10)
+
+
+def test_fixed_gates_export_no_mlp(iris):
+    X, y = iris
+    clf = SparseMLPClassifier(40, output_coupling="shared", hidden_layer_sizes=(20,), random_state=0).fit(X, y)
+    assert not hasattr(clf, "coefs_")  # a gated network is not an MLP
+
+
+def test_same_seed_same_model(iris):
+    X, y = iris
+    a = SparseMLPClassifier(30, hidden_layer_sizes=(20,), random_state=3).fit(X, y)
+    b = clone(a).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_warm_start(iris):
+    X, y = iris
+    clf = SparseMLPClassifier(30, hidden_layer_sizes=(20,), warm_start=True, max_iter=3, random_state=0)
+    clf.fit(X, y)
+    first = clf.loss_
+    clf.fit(X, y)
+    assert clf.loss_ <= first + 1e-12
+    with pytest.raises(ValueError, match="same classes"):
+        clf.fit(X, np.where(y == 2, 5, y))
+
+
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (np.ones((10, 2)), np.zeros(10), "only one class"),
+        (np.array([[np.nan, 1.0]] * 4), [0, 1, 0, 1], "NaN"),
+        (np.array([[np.inf, 1.0]] * 4), [0, 1, 0, 1], "infinity"),
+        (np.ones((4, 2)), [0.5, 1.5, 0.5, 2.5], "Unknown label type"),
+        (np.ones((4, 2)), [0, 1, 0], "inconsistent numbers of samples"),
+    ],
+)
+def test_bad_input_is_named(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        SparseMLPClassifier(2, hidden_layer_sizes=(3,)).fit(X, y)
+
+
+def test_bad_class_weight_is_named(iris):
+    X, y = iris
+    with pytest.raises(ValueError, match="not in the data"):
+        SparseMLPClassifier(10, hidden_layer_sizes=(5,), class_weight={7: 2.0}).fit(X, y)
+
+
+def test_max_iter_warns(iris):
+    X, y = iris
+    with pytest.warns(ConvergenceWarning):
+        SparseMLPClassifier(30, hidden_layer_sizes=(20,), max_iter=1, tol=0, random_state=0).fit(X, y)

@@ -71,11 +71,14 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         How the budget is shared across outputs (see above).  With one output
         (two classes) both give the same kind of network.
 
-    alpha : float, default=1e-4
+    alpha : float, default=1.0
         Strength of the L2 penalty ``alpha / (2 n_samples) * ||w||^2`` on the
-        nonzero weights (scaled like MLPClassifier's).  It keeps the weights
-        finite on separable data, where the unpenalised logistic loss has no
-        minimiser.
+        nonzero weights (scaled like MLPClassifier's ``alpha``; with sample
+        weights, ``n_samples`` is their sum).  It keeps the weights finite on
+        separable data, where the unpenalised logistic loss has no minimiser.
+        The default is larger than MLPClassifier's 1e-4: with 1e-4 the
+        sparse network overfitted the bundled data sets (digits: 0.935 CV
+        accuracy against 0.975 with 1.0, ``benchmarks/bench_classifier.py``).
 
     hidden_layer_sizes : tuple of one int or int, default=(100,)
         Width of the hidden layer.  One hidden layer only for now.
@@ -232,7 +235,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         loss="log_loss",
         class_weight=None,
         output_coupling="fused",
-        alpha=1e-4,
+        alpha=1.0,
         hidden_layer_sizes=(100,),
         gate_update="auto",
         gate_update_period=1,

@@ -358,7 +358,7 @@ def _sync_gates(prob, state, F):
     state.gate_neurons = active
     state.gate_vectors = vectors
     state.gate_signs = signs
-    _merge_duplicates(op, state, prob.sw > 0)
+    return _merge_duplicates(op, state, prob.sw > 0)
 
 
 def _sync_point(prob, state, idx, val, b, F, best):
@@ -368,7 +368,12 @@ def _sync_point(prob, state, idx, val, b, F, best):
     is not monotone, so the best such point is remembered in ``best``.
     """
     state.idx, state.val = idx, val
-    _sync_gates(prob, state, F)
+    # A merge sums the weights of units with one pattern: the survivor's gate
+    # then follows the summed weights (another update), so that the network
+    # stays exactly a ReLU network.
+    for _ in range(4):
+        if not _sync_gates(prob, state, F):
+            break
     idx, val = state.idx, state.val
     _, b, F, L = prob.evaluate(idx, val, b)
     if best is None or L < best[-1]:
@@ -384,10 +389,11 @@ def _merge_duplicates(op, state, rows):
     (of positive weight) unchanged and frees budget (typically several neurons that entered
     together on the same feature and whose gates became parallel).  Neurons
     that are never active on the data are dropped for the same reason.
+    Returns whether anything was merged or dropped.
     """
     active = state.gate_neurons
     if active.size == 0:
-        return
+        return False
     q, k = op.q, op.k
     slots = op.mask_slots(active)
     first = {}
@@ -401,7 +407,7 @@ def _merge_duplicates(op, state, rows):
         key = col.tobytes()
         target[a] = first.setdefault(key, a)
     if not dead.any() and np.array_equal(target, np.arange(active.size)):
-        return
+        return False
     _, pos, feat, out = op.decode(state.idx)
     keep_entry = ~dead[pos]
     new_flat = (active[target[pos]] * q + feat) * k + out
@@ -415,6 +421,7 @@ def _merge_duplicates(op, state, rows):
     state.gate_vectors = np.asfortranarray(state.gate_vectors[:, spos])
     state.gate_signs = state.gate_signs[spos]
     op.set_gates(state.gate_neurons, state.gate_vectors)
+    return True
 
 
 def iht(

@@ -36,10 +36,12 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
       plain ReLU MLP (exported in ``coefs_``), but the problem is bilinear:
       it is started from the fused solution and refined by joint IHT.
 
-    The default is "fused" because it was as accurate or more accurate than
-    "shared" at the same budget on the bundled data sets in
-    ``benchmarks/bench_classifier.py`` (see its results), and it is the
-    convex one.
+    The default is "fused": at the same budget (10% of a dense (100,) MLP's
+    weights) it was as accurate as or more accurate than "shared" on every
+    bundled data set of ``benchmarks/bench_classifier.py`` (5-fold CV:
+    digits 0.975 against 0.963, wine 0.978 against 0.966, breast_cancer
+    0.977 against 0.975, iris 0.960 for both), at the same fit time, and it
+    is the convex one.
 
     Read more in the :ref:`User Guide <user_guide>`.
 

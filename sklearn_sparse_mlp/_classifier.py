@@ -145,11 +145,11 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
 
     coef_ : scipy.sparse.csr_array
         "fused": the fused weights, shape (hidden units, n_inputs *
-        n_outputs_), column ``f * n_outputs_ + l`` for input ``f`` and output
+        ``n_outputs_``), column ``f * n_outputs_ + l`` for input ``f`` and output
         ``l``.  "shared": the first-layer weights, shape (hidden units,
         n_inputs).
 
-    intercept_ : ndarray of shape (n_outputs_,)
+    intercept_ : ndarray of shape (`n_outputs_`,)
         Output intercepts.
 
     coefs_ : list of two ndarrays
@@ -185,7 +185,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     See Also
@@ -291,6 +291,21 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         -------
         self : SparseMLPClassifier
             The fitted estimator.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from sklearn_sparse_mlp import SparseMLPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = StandardScaler().fit_transform(X)
+        >>> clf = SparseMLPClassifier(n_nonzero_coefs=40, hidden_layer_sizes=(20,),
+        ...                           random_state=0)
+        >>> clf.fit(X, y)
+        SparseMLPClassifier(hidden_layer_sizes=(20,), n_nonzero_coefs=40,
+                            random_state=0)
+        >>> clf.classes_, clf.n_outputs_, clf.out_activation_
+        (array([0, 1, 2]), 3, 'softmax')
         """
         X, y = validate_data(
             self,
@@ -347,9 +362,22 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
 
         Returns
         -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_outputs_)
+        scores : ndarray of shape (n_samples,) or (n_samples, `n_outputs_`)
             One column for two classes (positive: ``classes_[1]``), one per
             class or label otherwise.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from sklearn_sparse_mlp import SparseMLPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = StandardScaler().fit_transform(X)
+        >>> clf = SparseMLPClassifier(n_nonzero_coefs=40, hidden_layer_sizes=(20,),
+        ...                           random_state=0).fit(X, y)
+        >>> scores = clf.decision_function(X[:2])
+        >>> scores.shape, scores.argmax(axis=1)
+        ((2, 3), array([0, 0]))
         """
         F, encoder = self._outputs(X)
         return encoder.decision(F, self.loss)
@@ -366,6 +394,18 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_labels)
             Predicted labels.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from sklearn_sparse_mlp import SparseMLPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = StandardScaler().fit_transform(X)
+        >>> clf = SparseMLPClassifier(n_nonzero_coefs=40, hidden_layer_sizes=(20,),
+        ...                           random_state=0).fit(X, y)
+        >>> clf.predict(X[[0, 60, 120]])
+        array([0, 1, 2])
         """
         F, encoder = self._outputs(X)
         return encoder.predict(F, self.loss)
@@ -383,6 +423,19 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         proba : ndarray of shape (n_samples, n_classes)
             Rows sum to one (for multilabel targets: one probability per
             label).  Columns follow ``classes_``.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from sklearn_sparse_mlp import SparseMLPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = StandardScaler().fit_transform(X)
+        >>> clf = SparseMLPClassifier(n_nonzero_coefs=40, hidden_layer_sizes=(20,),
+        ...                           random_state=0).fit(X, y)
+        >>> proba = clf.predict_proba(X[[0, 120]])
+        >>> proba.shape, proba.sum(axis=1).round(6), proba.argmax(axis=1)
+        ((2, 3), array([1., 1.]), array([0, 2]))
         """
         F, encoder = self._outputs(X)
         return encoder.proba(F, self.loss)
@@ -399,6 +452,20 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
             Log-probabilities, columns following ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from sklearn_sparse_mlp import SparseMLPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = StandardScaler().fit_transform(X)
+        >>> clf = SparseMLPClassifier(n_nonzero_coefs=40, hidden_layer_sizes=(20,),
+        ...                           random_state=0).fit(X, y)
+        >>> log_proba = clf.predict_log_proba(X[:5])
+        >>> np.allclose(np.exp(log_proba), clf.predict_proba(X[:5]))
+        True
         """
         F, encoder = self._outputs(X)
         return encoder.log_proba(F, self.loss)

@@ -631,7 +631,7 @@ _SHARED_DOC = """
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     See Also
@@ -723,6 +723,20 @@ class IMPRegressor(RegressorMixin, _BaseIMP):
         -------
         self : IMPRegressor
             The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_sparse_mlp import IMPRegressor
+        >>> rng = np.random.RandomState(0)
+        >>> X = rng.standard_normal((200, 4))
+        >>> y = np.maximum(X[:, 0] - X[:, 1], 0) + 0.5 * X[:, 2]
+        >>> reg = IMPRegressor(n_nonzero_coefs=20, hidden_layer_sizes=(10,),
+        ...                    random_state=0)
+        >>> reg.fit(X, y)
+        IMPRegressor(hidden_layer_sizes=(10,), n_nonzero_coefs=20, random_state=0)
+        >>> reg.n_nonzero_, reg.path_["n_nonzero"].tolist()
+        (20, [50, 40, 32, 25, 20])
         """
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"],
                              dtype=[np.float64, np.float32], multi_output=True, y_numeric=True)
@@ -764,6 +778,19 @@ class IMPRegressor(RegressorMixin, _BaseIMP):
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Predicted values (in the dtype of X).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_sparse_mlp import IMPRegressor
+        >>> rng = np.random.RandomState(0)
+        >>> X = rng.standard_normal((200, 4))
+        >>> y = np.maximum(X[:, 0] - X[:, 1], 0) + 0.5 * X[:, 2]
+        >>> reg = IMPRegressor(n_nonzero_coefs=20, hidden_layer_sizes=(10,),
+        ...                    random_state=0).fit(X, y)
+        >>> y_pred = reg.predict(X[:3])
+        >>> y_pred.shape, y_pred.dtype
+        ((3,), dtype('float64'))
         """
         F, dtype = self._raw_predict(X)
         F = F.astype(dtype, copy=False)
@@ -844,6 +871,21 @@ class IMPClassifier(ClassifierMixin, _BaseIMP):
         -------
         self : IMPClassifier
             The fitted estimator.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from sklearn_sparse_mlp import IMPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = StandardScaler().fit_transform(X)
+        >>> clf = IMPClassifier(n_nonzero_coefs=30, hidden_layer_sizes=(10,),
+        ...                     batch_size=16, random_state=0)
+        >>> clf.fit(X, y)
+        IMPClassifier(batch_size=16, hidden_layer_sizes=(10,), n_nonzero_coefs=30,
+                      random_state=0)
+        >>> clf.n_nonzero_, clf.n_rounds_, [W.shape for W in clf.coefs_]
+        (30, 5, [(4, 10), (10, 3)])
         """
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"],
                              dtype=[np.float64, np.float32], multi_output=True)
@@ -872,6 +914,18 @@ class IMPClassifier(ClassifierMixin, _BaseIMP):
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_labels)
             Predicted labels.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from sklearn_sparse_mlp import IMPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = StandardScaler().fit_transform(X)
+        >>> clf = IMPClassifier(n_nonzero_coefs=30, hidden_layer_sizes=(10,),
+        ...                     batch_size=16, random_state=0).fit(X, y)
+        >>> clf.predict(X[[0, 60, 120]])
+        array([0, 1, 2])
         """
         F, _ = self._raw_predict(X)
         return self._encoder.predict(F, "log_loss")
@@ -889,6 +943,19 @@ class IMPClassifier(ClassifierMixin, _BaseIMP):
         proba : ndarray of shape (n_samples, n_classes)
             Probabilities in the order of ``classes_`` (multilabel: one
             independent probability per label); in the dtype of X.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from sklearn_sparse_mlp import IMPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = StandardScaler().fit_transform(X)
+        >>> clf = IMPClassifier(n_nonzero_coefs=30, hidden_layer_sizes=(10,),
+        ...                     batch_size=16, random_state=0).fit(X, y)
+        >>> proba = clf.predict_proba(X[[0, 120]])
+        >>> proba.shape, proba.sum(axis=1).round(6), proba.argmax(axis=1)
+        ((2, 3), array([1., 1.]), array([0, 2]))
         """
         F, dtype = self._raw_predict(X)
         return self._encoder.proba(F, "log_loss").astype(dtype, copy=False)
@@ -905,6 +972,20 @@ class IMPClassifier(ClassifierMixin, _BaseIMP):
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
             Log-probabilities in the order of ``classes_``; in the dtype of X.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from sklearn_sparse_mlp import IMPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = StandardScaler().fit_transform(X)
+        >>> clf = IMPClassifier(n_nonzero_coefs=30, hidden_layer_sizes=(10,),
+        ...                     batch_size=16, random_state=0).fit(X, y)
+        >>> log_proba = clf.predict_log_proba(X[:5])
+        >>> np.allclose(np.exp(log_proba), clf.predict_proba(X[:5]))
+        True
         """
         F, dtype = self._raw_predict(X)
         kind = self._encoder.target_type_

@@ -87,17 +87,19 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         Print the loss, number of nonzeros and step size every iteration.
 
     n_jobs : int or None, default=None
-        Threads for the numba kernels and for BLAS (both limited to the same
-        number).  None or -1 means all cores.
+        Threads for the numba kernels (BLAS is held to one thread inside
+        them, so the cores are not oversubscribed).  None or -1 means all
+        cores.  Inside an outer parallel loop (e.g. ``GridSearchCV(n_jobs=...)``)
+        pass 1.
 
     Attributes
     ----------
-    coef_ : scipy.sparse.csr_array of shape (hidden units, n_inputs * n_outputs_)
+    coef_ : scipy.sparse.csr_array of shape (hidden units, n_inputs * `n_outputs_`)
         Fused weights; row ``j`` is unit ``j``, column ``f * n_outputs_ + l``
         is input ``f`` (the last input is the constant when
         ``fit_intercept``) and output ``l``.
 
-    intercept_ : ndarray of shape (n_outputs_,)
+    intercept_ : ndarray of shape (`n_outputs_`,)
         Output intercept.
 
     coefs_ : list of two ndarrays
@@ -138,7 +140,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     See Also
@@ -150,11 +152,14 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     Notes
     -----
     One iteration costs about ``4 n (d + 1) p k`` flops, spent in two
-    matrix products per chunk of hidden units; the memory is ``O(n d)`` for
-    the data plus ``O(n c + s)`` for a chunk of ``c`` units and the support,
-    independent of the dense network size ``p d``.  Scale the features (e.g.
-    with :class:`~sklearn.preprocessing.StandardScaler`): random gates and
-    magnitude thresholding both assume comparable feature scales.
+    matrix products per chunk of hidden units.  The memory is ``O(n d)`` for
+    the data plus terms in ``n``, ``s`` and a chunk of ``c <= 512`` units (the
+    activation patterns of the active units, the streaming top-``s`` buffer,
+    the normal equations of the support), independent of the width ``p``:
+    see the memory model in the :ref:`User Guide <memory_model>`.  Scale the
+    features (e.g. with :class:`~sklearn.preprocessing.StandardScaler`):
+    random gates and magnitude thresholding both assume comparable feature
+    scales.
 
     References
     ----------
@@ -196,6 +201,19 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         -------
         self : SparseMLPRegressor
             The fitted estimator.
+
+        Examples
+        --------
+        >>> from sklearn_sparse_mlp import SparseMLPRegressor
+        >>> from sklearn_sparse_mlp.datasets import make_planted_mlp
+        >>> X, y = make_planted_mlp(n_samples=200, n_features=5, n_hidden=3,
+        ...                         n_nonzero=4, random_state=0)
+        >>> reg = SparseMLPRegressor(n_nonzero_coefs=6, hidden_layer_sizes=(10,),
+        ...                          random_state=0)
+        >>> reg.fit(X, y)
+        SparseMLPRegressor(hidden_layer_sizes=(10,), n_nonzero_coefs=6, random_state=0)
+        >>> reg.n_nonzero_ <= 6, reg.coef_.shape
+        (True, (10, 6))
         """
         X, y = validate_data(
             self,
@@ -224,6 +242,19 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Predicted values (in the dtype of X).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_sparse_mlp import SparseMLPRegressor
+        >>> from sklearn_sparse_mlp.datasets import make_planted_mlp
+        >>> X, y = make_planted_mlp(n_samples=200, n_features=5, n_hidden=3,
+        ...                         n_nonzero=4, random_state=0)
+        >>> reg = SparseMLPRegressor(n_nonzero_coefs=6, hidden_layer_sizes=(10,),
+        ...                          random_state=0).fit(X, y)
+        >>> y_pred = reg.predict(X)
+        >>> y_pred.shape, bool(np.mean((y_pred - y) ** 2) < 1e-3 * np.var(y))
+        ((200,), True)
         """
         F, dtype = self._raw_predict(X)
         F = F.astype(dtype, copy=False)

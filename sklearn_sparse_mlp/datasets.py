@@ -72,6 +72,13 @@ def make_planted_mlp(
         ``[W1, W2]`` of shapes (n_features, n_hidden) and (n_hidden,
         n_outputs); only when ``return_coef`` is True.
 
+    See Also
+    --------
+    sklearn_sparse_mlp.SparseMLPRegressor : Fits a sparse ReLU network; with
+        sequential gates it can recover the planted one.
+    sklearn_sparse_mlp.metrics.psnr_score : The score of the paper's recovery
+        experiments.
+
     Examples
     --------
     >>> from sklearn_sparse_mlp.datasets import make_planted_mlp

@@ -28,6 +28,13 @@ def psnr_score(y_true, y_pred, *, data_range=None):
     psnr : float
         The PSNR in dB (``inf`` for a perfect prediction).
 
+    See Also
+    --------
+    sklearn.metrics.mean_squared_error : The mean squared error that the PSNR
+        rescales.
+    sklearn_sparse_mlp.datasets.make_planted_mlp : The planted networks whose
+        recovery the paper scores by PSNR.
+
     Examples
     --------
     >>> import numpy as np

@@ -1,0 +1,1 @@
+"""The benchmark suite of sklearn-sparse-mlp (``python -m benchmarks --quick|--full``)."""

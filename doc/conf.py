@@ -57,7 +57,13 @@ html_title = f"sklearn-sparse-mlp {release}"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc"],
+    # The page's table of contents on the right, except on the example pages,
+    # which keep the full width for their code and figures.
+    "secondary_sidebar_items": {
+        **{page: ["page-toc"] for page in ("index", "user_guide", "paper", "api", "changelog")},
+        "generated/*": ["page-toc"],
+        "auto_examples/*": [],
+    },
 }
 html_sidebars = {"index": [], "changelog": [], "paper": [], "user_guide": []}
 html_show_sourcelink = False

@@ -89,6 +89,8 @@ def run(quick=True, progress=print):
         for method, style in zip(methods, ("o-", "^-", "s-")):
             pts = [r for r in rows if r["method"] == method]
             ax.semilogx([r["budget"] for r in pts], [r["psnr"] for r in pts], style, label=method)
+        ax.set_xticks(budgets, [str(b) for b in budgets], fontsize=7)
+        ax.minorticks_off()
         ax.set_xlabel("budget (nonzero weights)", fontsize=8)
         ax.set_ylabel("PSNR (dB)", fontsize=8)
         ax.legend(fontsize=8)

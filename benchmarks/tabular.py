@@ -211,7 +211,7 @@ def plot(name, rows, curve_rows):
         ft = [next(r["fit_s"] for r in rows if r["dataset"] == n and r["model"] == label) for n in DATASETS]
         axes[0, 0].bar(x + (i - 1) * 0.27, sc, 0.27, label=label)
         axes[0, 1].bar(x + (i - 1) * 0.27, ft, 0.27, label=label)
-    for ax, lab in ((axes[0, 0], "5-fold CV score (R^2 / accuracy)"), (axes[0, 1], "fit seconds per fold (log)")):
+    for ax, lab in ((axes[0, 0], "CV score (R^2 / accuracy)"), (axes[0, 1], "fit seconds per fold (log)")):
         ax.set_xticks(x, DATASETS, rotation=35, ha="right", fontsize=8)
         ax.set_ylabel(lab)
         ax.legend(fontsize=7)
@@ -226,8 +226,10 @@ def plot(name, rows, curve_rows):
             ax.semilogx(c["budgets"], m, style, label=label)
             ax.fill_between(c["budgets"], m - s, m + s, alpha=0.15)
         ax.axhline(c["MLP (dense)"]["mean"][0], color="k", ls="--", lw=1, label="dense MLP")
+        ax.set_xticks(c["budgets"], [str(b) for b in c["budgets"]], fontsize=7)
+        ax.minorticks_off()
         ax.set_xlabel("n_nonzero_coefs")
-        ax.set_title(c["dataset"], fontsize=9)
+        ax.set_title(f"{c['dataset']} ({c['folds']}-fold GridSearchCV)", fontsize=9)
         ax.legend(fontsize=7)
     for ax in axes[1, ncurve:]:
         ax.axis("off")

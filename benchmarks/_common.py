@@ -102,6 +102,44 @@ def timed_fit(est, X, y, blas_threads=None):
         return time.perf_counter() - t0
 
 
+def time_hot_loop(X, y, p, repeats=2, support=200, n_iter=3):
+    """Seconds of NumPy's ``Xa @ H`` plus ``Xa.T @ Z`` (Xa: X with a ones column),
+    of one streaming gradient pass of the lazy operator with a support of
+    ``support`` entries, and of one IHT iteration (a fit at that
+    budget; ``n_iter`` iterations), for a hidden width ``p``."""
+    from threadpoolctl import threadpool_limits
+
+    from sklearn_sparse_mlp import SparseMLPRegressor
+    from sklearn_sparse_mlp._base import thread_limits
+    from sklearn_sparse_mlp._operator import NetworkOperator, make_design
+
+    n, d = X.shape
+    rng = np.random.default_rng(0)
+    Xa = np.asfortranarray(np.hstack([X, np.ones((n, 1), X.dtype)]))
+    H = rng.standard_normal((d + 1, p)).astype(X.dtype)
+    with threadpool_limits(limits=None):
+        Xa.T @ (Xa @ H)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            Z = Xa @ H
+            Xa.T @ Z
+        numpy_s = (time.perf_counter() - t0) / repeats
+    del Z
+    op = NetworkOperator(make_design(X, True), p, 1, seed=0)
+    idx = np.sort(rng.choice(p * (d + 1), support, replace=False))
+    R = rng.standard_normal((n, 1))
+    with thread_limits(None):
+        op.gradient_pass(idx, R, support)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            op.gradient_pass(idx, R, support)
+        pass_s = (time.perf_counter() - t0) / repeats
+    reg = SparseMLPRegressor(support, hidden_layer_sizes=(p,), max_iter=n_iter, tol=0, n_iter_no_change=100,
+                             random_state=0)
+    iter_s = timed_fit(reg, X, y) / reg.n_iter_
+    return numpy_s, pass_s, iter_s
+
+
 def is_minibatch(est):
     """True for the Adam-trained estimators (IMP*, MLP*), possibly inside a pipeline."""
     last = est.steps[-1][1] if hasattr(est, "steps") else est

@@ -17,49 +17,21 @@ import warnings
 
 import numpy as np
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+if __package__:
+    from ._common import RESULTS, time_hot_loop
+else:  # python benchmarks/bench_core.py
+    from _common import RESULTS, time_hot_loop
 
 
 def hot_loop(n=20000, d=100, p=2000, repeats=3):
     """Seconds of one streaming gradient pass and of one IHT iteration, over
     the seconds of NumPy's X @ H and X.T @ M of the same shapes."""
-    from threadpoolctl import threadpool_limits
-
-    from sklearn_sparse_mlp import SparseMLPRegressor
-    from sklearn_sparse_mlp._base import thread_limits
-    from sklearn_sparse_mlp._operator import NetworkOperator, make_design
-
     rows = []
     rng = np.random.default_rng(0)
     for dtype in (np.float64, np.float32):
         X = rng.standard_normal((n, d)).astype(dtype)
         y = rng.standard_normal(n)
-        Xa = np.asfortranarray(np.hstack([X, np.ones((n, 1), dtype)]))
-        H = rng.standard_normal((d + 1, p)).astype(dtype)
-        with threadpool_limits(limits=None):
-            Xa @ H
-            t0 = time.perf_counter()
-            for _ in range(repeats):
-                Z = Xa @ H
-                Xa.T @ Z
-            t_np = (time.perf_counter() - t0) / repeats
-        del Z
-        op = NetworkOperator(make_design(X, True), p, 1, seed=0)
-        idx = np.sort(rng.choice(p * (d + 1), 200, replace=False))
-        R = rng.standard_normal((n, 1))
-        with thread_limits(None):
-            op.gradient_pass(idx, R, 200)
-            t0 = time.perf_counter()
-            for _ in range(repeats):
-                op.gradient_pass(idx, R, 200)
-            t_pass = (time.perf_counter() - t0) / repeats
-        reg = SparseMLPRegressor(200, hidden_layer_sizes=(p,), max_iter=4, tol=0, n_iter_no_change=100,
-                                 random_state=0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            reg.fit(X, y)
-            t_fit = (time.perf_counter() - t0) / reg.n_iter_
+        t_np, t_pass, t_fit = time_hot_loop(X, y, p, repeats, n_iter=4)
         rows.append(dict(dtype=np.dtype(dtype).name, numpy_s=t_np, pass_s=t_pass, iter_s=t_fit,
                          pass_ratio=t_pass / t_np, iter_ratio=t_fit / t_np,
                          gflops_numpy=4 * n * (d + 1) * p / t_np / 1e9,

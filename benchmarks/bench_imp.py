@@ -21,64 +21,32 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 import warnings
 
 import numpy as np
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+if __package__:
+    from ._common import RESULTS, peak_rss
+else:  # python benchmarks/bench_imp.py
+    from _common import RESULTS, peak_rss
 
 # IMP's memory is the dense network's from the first optimizer step on, so a
 # short schedule (one epoch per round, 90% pruned per round) measures the same
 # peak as the default one in a fraction of the time.
 IMP_MEMORY_PARAMS = dict(epochs_per_round=1, prune_fraction=0.9)
 
-_RSS_CHILD = r"""
-import json, sys, time, warnings
-import numpy as np
-from sklearn_sparse_mlp import IMPRegressor, SparseMLPRegressor
-from sklearn_sparse_mlp.datasets import make_planted_mlp
-
-kind, p, imp_params = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-X, y = make_planted_mlp(n_samples=2000, n_features=100, n_hidden=10, n_nonzero=100, random_state=0)
-
-def make(width):
-    if kind == "imp":
-        return IMPRegressor(100, hidden_layer_sizes=(width,), random_state=0, **imp_params)
-    return SparseMLPRegressor(100, hidden_layer_sizes=(width,), max_iter=5, random_state=0)
-
-def status(key):
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024.0  # MiB
-
-warnings.simplefilter("ignore")
-make(10).fit(X, y)  # warm-up: numba compilation, BLAS buffers
-with open("/proc/self/clear_refs", "w") as fh:
-    fh.write("5")  # reset the high-water mark: the peak below is the fit's
-base = status("VmRSS")
-t0 = time.perf_counter()
-est = make(p).fit(X, y)
-fit_s = time.perf_counter() - t0
-peak = status("VmHWM")
-print(json.dumps(dict(kind=kind, p=p, base_mib=base, peak_mib=peak, fit_s=fit_s,
-                      n_nonzero=int(est.n_nonzero_))))
-"""
 
 
 def memory(widths):
+    makes = {"imp": "IMPRegressor(100, hidden_layer_sizes=({width},), random_state=0, "
+                    + ", ".join(f"{k}={v}" for k, v in IMP_MEMORY_PARAMS.items()) + ")",
+             "iht": "SparseMLPRegressor(100, hidden_layer_sizes=({width},), max_iter=5, random_state=0)"}
     rows = []
     for p in widths:
         for kind in ("imp", "iht"):
-            out = subprocess.run([sys.executable, "-c", _RSS_CHILD, kind, str(p), json.dumps(IMP_MEMORY_PARAMS)],
-                                 capture_output=True, text=True)
-            if out.returncode != 0:
-                raise RuntimeError(f"memory child {kind} p={p} failed:\n{out.stderr}")
-            row = json.loads(out.stdout.strip().splitlines()[-1])
-            row["dense_mib"] = (100 * p + p) * 8 / 2**20  # float64 weights of the dense network
+            row = peak_rss(makes[kind], p)
+            row.update(kind=kind, p=p, dense_mib=(100 * p + p) * 8 / 2**20)  # float64 weights of the dense network
             rows.append(row)
             print(f"  {kind:>3} p={p:>7}: peak RSS {row['peak_mib']:8.1f} MiB "
                   f"(+{row['peak_mib'] - row['base_mib']:7.1f} over the {row['base_mib']:.0f} MiB before the fit), "

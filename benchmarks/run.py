@@ -88,7 +88,7 @@ def main(argv=None):
     lines = _common.header("Benchmark summary", cmd, m)
     lines += [f"Total: {total / 60:.1f} minutes.", "", "| experiment | headline | details |", "|---|---|---|"]
     for name, text in summary.items():
-        fname = ("phase" if name == "phase" else name) + f"_{m}"
+        fname = f"{name}_{m}"
         lines.append(f"| {name} | {text} | [{fname}.md]({fname}.md) |")
     _common.write_results(f"summary_{m}" if set(todo) == set(EXPERIMENTS) else f"summary_{m}_partial", lines,
                           dict(summary=summary, seconds=total))

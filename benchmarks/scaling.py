@@ -16,14 +16,13 @@ after a warm-up fit.
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 if __package__:
-    from ._common import header, peak_rss, pyplot, save_figure, timed_fit, warm_up, write_results
+    from ._common import header, peak_rss, pyplot, save_figure, time_hot_loop, warm_up, write_results
 else:
-    from _common import header, peak_rss, pyplot, save_figure, timed_fit, warm_up, write_results
+    from _common import header, peak_rss, pyplot, save_figure, time_hot_loop, warm_up, write_results
 
 D = 100
 IMP_MAKE = "IMPRegressor(100, hidden_layer_sizes=({width},), epochs_per_round=1, prune_fraction=0.9, random_state=0)"
@@ -31,36 +30,10 @@ IHT_MAKE = "SparseMLPRegressor(100, hidden_layer_sizes=({width},), max_iter=5, r
 
 
 def point(n, p, repeats=2):
-    from threadpoolctl import threadpool_limits
-
-    from sklearn_sparse_mlp import SparseMLPRegressor
-    from sklearn_sparse_mlp._base import thread_limits
-    from sklearn_sparse_mlp._operator import NetworkOperator, make_design
-
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, D))
     y = np.maximum(X[:, :3], 0).sum(axis=1)
-    Xa = np.asfortranarray(np.hstack([X, np.ones((n, 1))]))
-    H = rng.standard_normal((D + 1, p))
-    with threadpool_limits(limits=None):
-        Xa.T @ (Xa @ H)
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            Z = Xa @ H
-            Xa.T @ Z
-        t_np = (time.perf_counter() - t0) / repeats
-    del Z
-    op = NetworkOperator(make_design(X, True), p, 1, seed=0)
-    idx = np.sort(rng.choice(p * (D + 1), 200, replace=False))
-    R = rng.standard_normal((n, 1))
-    with thread_limits(None):
-        op.gradient_pass(idx, R, 200)
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            op.gradient_pass(idx, R, 200)
-        t_pass = (time.perf_counter() - t0) / repeats
-    reg = SparseMLPRegressor(200, hidden_layer_sizes=(p,), max_iter=3, tol=0, n_iter_no_change=100, random_state=0)
-    t_iter = timed_fit(reg, X, y) / reg.n_iter_
+    t_np, t_pass, t_iter = time_hot_loop(X, y, p, repeats)
     flops = 4 * n * (D + 1) * p
     return dict(n=n, p=p, numpy_s=t_np, pass_s=t_pass, iter_s=t_iter, gflops_numpy=flops / t_np / 1e9,
                 gflops_pass=flops / t_pass / 1e9)

@@ -111,7 +111,9 @@ def time_hot_loop(X, y, p, repeats=2, support=200, n_iter=3):
 
     from sklearn_sparse_mlp import SparseMLPRegressor
     from sklearn_sparse_mlp._base import thread_limits
-    from sklearn_sparse_mlp._operator import NetworkOperator, make_design
+    from sklearn_sparse_mlp._blocks import RowBlocks
+    from sklearn_sparse_mlp._gates import Gates
+    from sklearn_sparse_mlp._operator import gradient_pass
 
     n, d = X.shape
     rng = np.random.default_rng(0)
@@ -125,14 +127,15 @@ def time_hot_loop(X, y, p, repeats=2, support=200, n_iter=3):
             Xa.T @ Z
         numpy_s = (time.perf_counter() - t0) / repeats
     del Z
-    op = NetworkOperator(make_design(X, True), p, 1, seed=0)
+    blocks = RowBlocks(X, True, np.zeros((n, 1)))
+    gates = Gates(0, d + 1, True)
     idx = np.sort(rng.choice(p * (d + 1), support, replace=False))
     R = rng.standard_normal((n, 1))
     with thread_limits(None):
-        op.gradient_pass(idx, R, support)
+        gradient_pass(blocks, gates, p, 1, idx, R, support)
         t0 = time.perf_counter()
         for _ in range(repeats):
-            op.gradient_pass(idx, R, support)
+            gradient_pass(blocks, gates, p, 1, idx, R, support)
         pass_s = (time.perf_counter() - t0) / repeats
     reg = SparseMLPRegressor(support, hidden_layer_sizes=(p,), max_iter=n_iter, tol=0, n_iter_no_change=100,
                              random_state=0)

@@ -4,7 +4,7 @@ RSS of a fit against p for IHT and IMP.
 
 Per iteration: ``SparseMLPRegressor(200, max_iter=3, tol=0)`` on Gaussian data
 (d=100), fit seconds / iterations, after a warm-up (numba compiled).  The pass:
-``NetworkOperator.gradient_pass`` (X H, the masked residual, X^T M, streaming
+``_operator.gradient_pass`` on row blocks (X H, the masked residual, X^T M, streaming
 top-s) against NumPy's ``X @ H`` plus ``X.T @ Z`` (4 n (d+1) p flops).  Slopes
 are least-squares fits of log(seconds) on log(n) or log(p).  Peak RSS: one
 fresh process per point (n=2000, d=100, s=100), the high-water mark reset

@@ -1,7 +1,8 @@
 """Shared estimator code: parameters, validation, threads, fitted attributes.
 
-Nothing here knows numba: the numeric work goes through ``_operator`` (the
-data-access layer and the lazy operator) and ``_iht`` (the solver loop).
+Nothing here knows numba: the numeric work goes through ``_blocks`` (the row
+blocks: the data and every sum over rows), ``_layers`` (the parametrisations)
+and ``_iht`` (the IHT step and its drivers).
 """
 
 import numbers
@@ -16,20 +17,22 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._iht import IHTState, iht
-from ._operator import NetworkOperator, make_design
-from ._shared import SharedState, factor_fused, shared_forward, shared_iht
+from ._blocks import RowBlocks
+from ._gates import Gates
+from ._iht import Control, IHTResult, Problem, Stopping, fit_full, fit_minibatch, partial_step
+from ._layers import FactoredLayer, FusedLayer, factor_fused
 
 
 @contextmanager
 def thread_limits(n_jobs):
-    """Use ``n_jobs`` threads for numba and BLAS alike, restored on exit.
+    """Use ``n_jobs`` threads for numba, one thread for BLAS, restored on exit.
 
     The heavy products run inside numba's parallel kernels, each thread
     calling BLAS on its own tile, so BLAS itself is limited to one thread
     while numba gets the ``n_jobs`` threads: the cores are never
     oversubscribed, and an outer process pool (e.g.
-    ``GridSearchCV(n_jobs=...)``) can pass ``n_jobs=1``.
+    ``GridSearchCV(n_jobs=...)``) can pass ``n_jobs=1``.  Results do not
+    depend on ``n_jobs``: the row blocks fix how every sum is split.
     """
     import numba
     from threadpoolctl import threadpool_limits
@@ -64,6 +67,21 @@ def _budget(n_nonzero_coefs, size):
     return max(1, int(np.ceil(float(n_nonzero_coefs) * size)))
 
 
+def _minibatches(n, batch_size):
+    """Row selections of one epoch: a shuffled partition into batches."""
+
+    def batches(rng):
+        perm = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            yield np.sort(perm[start:start + batch_size])
+
+    return batches
+
+
+def _rows(A, rows):
+    return None if A is None else A[rows]
+
+
 class BaseSparseMLP(BaseEstimator):
     """Base class of the IHT-trained sparse one-hidden-layer networks."""
 
@@ -76,6 +94,7 @@ class BaseSparseMLP(BaseEstimator):
         "gate_update": [StrOptions({"sequential", "fixed"})],
         "gate_update_period": [Interval(numbers.Integral, 1, None, closed="left")],
         "gate_n_features": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -84,7 +103,11 @@ class BaseSparseMLP(BaseEstimator):
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
-        "n_jobs": [None, numbers.Integral],
+        "n_jobs": [
+            None,
+            Interval(numbers.Integral, 1, None, closed="left"),
+            Interval(numbers.Integral, None, -1, closed="right"),
+        ],
     }
 
     def __init__(
@@ -95,6 +118,7 @@ class BaseSparseMLP(BaseEstimator):
         gate_update="sequential",
         gate_update_period=1,
         gate_n_features=None,
+        batch_size=None,
         max_iter=100,
         tol=1e-4,
         n_iter_no_change=5,
@@ -110,6 +134,7 @@ class BaseSparseMLP(BaseEstimator):
         self.gate_update = gate_update
         self.gate_update_period = gate_update_period
         self.gate_n_features = gate_n_features
+        self.batch_size = batch_size
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
@@ -157,42 +182,16 @@ class BaseSparseMLP(BaseEstimator):
             dtype=[np.float64, np.float32],
         )
 
-    def _fit_arrays(self, X, Y, sample_weight, loss, coupling="fused", alpha=0.0, absolute_tol=False):
-        """Common fit on validated X (n x d) and float64 targets Y (n x k)."""
-        n, d = X.shape
-        k = Y.shape[1]
-        p = self._n_hidden()
+    # ------------------------------------------------------------------
+    def _check_arrays(self, X, Y, sample_weight):
+        """Finite targets, nonnegative weights with a positive sum, features
+        within the arithmetic's range.  Returns the weights (float64)."""
         if not np.all(np.isfinite(Y)):
             raise ValueError("Input y contains NaN or infinity.")
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        total = sw.sum()
-        if not total > 0:
+        if not sw.sum() > 0:
             raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
-        sw = sw / total
-        # The penalty is alpha / 2 * ||w||^2 per unit of sample weight (per
-        # sample for unit weights, as in MLPClassifier), so that weighting a
-        # sample equals repeating it.
-        q = d + 1 if self.fit_intercept else d
-        size = p * q * k
-        s = _budget(self.n_nonzero_coefs, size)
-        if self.gate_n_features is not None and self.gate_n_features > d:
-            raise ValueError(
-                f"gate_n_features={self.gate_n_features} is larger than the number of "
-                f"features ({d})."
-            )
-        gate_mode = self._gate_mode(k)
-        signature = (d, k, p, bool(self.fit_intercept), self.gate_n_features, coupling, gate_mode)
-        warm = (
-            self.warm_start
-            and hasattr(self, "_state")
-            and getattr(self, "_signature", None) == signature
-        )
-        if warm:
-            seed, state = self._seed, self._state
-        else:
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-            state = None
-
+        d = X.shape[1]
         x_max = abs(X).max() if X.size else 0.0
         if sp.issparse(x_max):
             x_max = x_max.toarray().max()
@@ -201,107 +200,184 @@ class BaseSparseMLP(BaseEstimator):
                 f"X holds values too large for the network's arithmetic (max |X| = {float(x_max):.3g} "
                 f"in {X.dtype}). Scale the features, e.g. with StandardScaler."
             )
-        design = make_design(X, self.fit_intercept)
-        op = NetworkOperator(design, p, k, seed, self.gate_n_features or 0)
-        solver = dict(
-            fit_intercept=self.fit_intercept,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            penalty=alpha / total,
-            absolute_tol=absolute_tol,
-            verbose=self.verbose,
-        )
+        if self.gate_n_features is not None and self.gate_n_features > d:
+            raise ValueError(
+                f"gate_n_features={self.gate_n_features} is larger than the number of "
+                f"features ({d})."
+            )
+        return sw
+
+    def _setup(self, d, k, coupling, reuse):
+        """Budget, seed, starting layer and intercept, step control.
+
+        ``reuse``: continue from the previous fit's network when its shape
+        matches (warm start, or a later ``partial_fit``)."""
+        p = self._n_hidden()
+        q = d + 1 if self.fit_intercept else d
+        s = _budget(self.n_nonzero_coefs, p * q * k)
+        gate_mode = self._gate_mode(k)
+        signature = (d, k, p, bool(self.fit_intercept), self.gate_n_features, coupling, gate_mode)
+        if reuse and hasattr(self, "_layer") and getattr(self, "_signature", None) == signature:
+            seed, layer, b0 = self._seed, self._layer, self._intercept
+            if layer.kind == "fused" and gate_mode != "sequential":
+                layer = FusedLayer(p, q, k, layer.idx, layer.val, Gates(seed, q, self.fit_intercept,
+                                                                        self.gate_n_features))
+            ctl = self._control
+            ctl.s = s
+        else:
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            layer = FusedLayer(p, q, k, np.zeros(0, np.int64), np.zeros(0),
+                               Gates(seed, q, self.fit_intercept, self.gate_n_features))
+            b0 = None
+            ctl = Control(s, self.n_refine_steps, gate_mode == "sequential", self.gate_update_period)
+        ctl.n_refine = self.n_refine_steps
+        ctl.gate_update_period = self.gate_update_period
+        self._seed, self._signature, self._control = seed, signature, ctl
+        return p, q, s, layer, b0, ctl
+
+    def _stopping(self, absolute_tol):
+        return Stopping(self.max_iter, self.tol, self.n_iter_no_change, absolute_tol, self.verbose)
+
+    def _fit_arrays(self, X, Y, sample_weight, loss, coupling="fused", alpha=0.0, absolute_tol=False):
+        """Common fit on validated X (n x d) and float64 targets Y (n x k)."""
+        n, d = X.shape
+        k = Y.shape[1]
+        sw = self._check_arrays(X, Y, sample_weight)
+        p, q, s, layer, b0, ctl = self._setup(d, k, coupling, self.warm_start)
+        # The penalty is alpha / 2 * ||w||^2 per unit of sample weight (per
+        # sample for unit weights, as in MLPClassifier), so that weighting a
+        # sample equals repeating it.
+        total = sw.sum()
+        stop = self._stopping(absolute_tol)
+        blocks = RowBlocks(X, self.fit_intercept, Y, sw)
+        prob = Problem(blocks, loss, self.fit_intercept, alpha / total)
+        if b0 is None:
+            b0 = loss.start(blocks.target_mean())
         with thread_limits(self.n_jobs):
-            if coupling == "shared" and state is not None:
-                result = shared_iht(op, loss, Y, sw, s, state, **solver)
-            else:
-                result = iht(
-                    op, loss, Y, sw, s,
-                    state=state,
-                    gate_update=gate_mode,
-                    gate_update_period=self.gate_update_period,
-                    n_refine=self.n_refine_steps,
-                    **solver,
-                )
+            if layer.kind == "fused":
+                if self.batch_size is None or self.batch_size >= n:
+                    result = fit_full(prob, layer, b0, ctl, stop)
+                else:
+                    batch_size = self.batch_size
+
+                    def make_problem(rows):
+                        rb = RowBlocks(X[rows], self.fit_intercept, Y[rows], sw[rows])
+                        return Problem(rb, loss, self.fit_intercept, alpha / rb.weight_total)
+
+                    rng = np.random.RandomState(self._seed)
+                    result = fit_minibatch(make_problem, _minibatches(n, batch_size), layer, b0, ctl, stop, rng,
+                                           final_problem=prob)
                 if coupling == "shared":
                     # The bilinear problem starts from the fused solution.
-                    start = factor_fused(op, result.state, s, gate_mode == "sequential")
+                    start = factor_fused(result.layer, s, ctl.sequential,
+                                         Gates(self._seed, q, self.fit_intercept, self.gate_n_features))
                     fused = result
-                    result = shared_iht(op, loss, Y, sw, s, start, **solver)
+                    ctl = self._control = Control(s, self.n_refine_steps, ctl.sequential, self.gate_update_period)
+                    result = fit_full(prob, start, fused.intercept, ctl, stop)
                     result.n_iter += fused.n_iter
                     result.loss_curve = fused.loss_curve + result.loss_curve
-        st = result.state
-        values = np.concatenate([st.U.ravel(), st.V.ravel()]) if coupling == "shared" else st.val
-        if not (np.isfinite(result.loss) and np.all(np.isfinite(values))):
-            raise ValueError(
-                "The solver produced non-finite weights: the input values are too large "
-                "for the network's arithmetic. Scale the features (e.g. StandardScaler)."
-            )
+            else:
+                result = fit_full(prob, layer, b0, ctl, stop)
+        self._finish(result)
         if result.stop_reason == "max_iter":
             warnings.warn(
                 f"SparseMLP: the maximum number of iterations ({self.max_iter}) was reached "
                 "before convergence. Raise max_iter or tol.",
                 ConvergenceWarning,
             )
-        self._seed = seed
-        self._state = st
-        self._signature = signature
-        if coupling == "shared":
-            self._set_shared_attributes(op, result, d, k, p, q)
-        else:
-            self._set_fitted_attributes(op, result, d, k, p, q)
-        return self
-
-    def _set_common_attributes(self, result, k, active):
-        st = result.state
-        self.intercept_ = np.asarray(st.intercept, dtype=np.float64).copy()
         self.n_iter_ = int(result.n_iter)
         self.loss_curve_ = list(result.loss_curve)
+        return self
+
+    def _partial_fit_arrays(self, X, Y, sample_weight, loss, first, coupling="fused", alpha=0.0):
+        """One call of ``partial_fit``: stochastic IHT steps on the given rows
+        (minibatches of ``batch_size`` rows in order, or all of them as one)."""
+        n, d = X.shape
+        k = Y.shape[1]
+        sw = self._check_arrays(X, Y, sample_weight)
+        if not first and getattr(self, "_signature", (None, None))[:2] != (d, k):
+            raise ValueError(
+                f"partial_fit got data with {d} features and {k} outputs; the model was started "
+                f"with {self._signature[0]} features and {self._signature[1]} outputs."
+            )
+        p, q, s, layer, b0, ctl = self._setup(d, k, coupling, not first)
+        batch = n if self.batch_size is None else min(self.batch_size, n)
+        total_loss, total_weight = 0.0, 0.0
+        with thread_limits(self.n_jobs):
+            for start in range(0, n, batch):
+                rows = slice(start, min(n, start + batch))
+                blocks = RowBlocks(X[rows], self.fit_intercept, Y[rows], sw[rows])
+                prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total)
+                if b0 is None:
+                    b0 = loss.start(blocks.target_mean())
+                point, _ = partial_step(prob, layer, b0, ctl)
+                layer, b0 = point.layer, point.b
+                total_loss += point.L * blocks.weight_total
+                total_weight += blocks.weight_total
+        loss_value = total_loss / total_weight
+        if coupling == "shared" and layer.kind == "fused":
+            # As in fit: the factored network starts from the fused one.
+            layer = factor_fused(layer, s, ctl.sequential, Gates(self._seed, q, self.fit_intercept,
+                                                                 self.gate_n_features))
+            self._control = Control(s, self.n_refine_steps, ctl.sequential, self.gate_update_period)
+        self._finish(IHTResult(layer, b0, [loss_value], 1, False, "partial_fit", loss_value))
+        self.n_iter_ = getattr(self, "n_iter_", 0) + 1 if not first else 1
+        self.loss_curve_ = (list(getattr(self, "loss_curve_", [])) if not first else []) + [loss_value]
+        return self
+
+    def _finish(self, result):
+        """Check the result and set the fitted attributes."""
+        layer = result.layer
+        values = np.concatenate([layer.U.ravel(), layer.V.ravel()]) if layer.kind == "factored" else layer.val
+        if not (np.isfinite(result.loss) and np.all(np.isfinite(values))):
+            raise ValueError(
+                "The solver produced non-finite weights: the input values are too large "
+                "for the network's arithmetic. Scale the features (e.g. StandardScaler)."
+            )
+        self._layer = layer
+        self._intercept = np.asarray(result.intercept, dtype=np.float64).copy()
+        d, k, p = self._signature[:3]
+        q = layer.q
+        self.intercept_ = self._intercept.copy()
         self.loss_ = float(result.loss)
         self.n_outputs_ = k
-        self.active_neurons_ = active
-
-    def _set_shared_attributes(self, op, result, d, k, p, q):
-        st = result.state
-        m = st.neurons.size
-        U, V = st.U, st.V
-        rows, cols = np.nonzero(U.T)
-        self.coef_ = sp.csr_array((U.T[rows, cols], (st.neurons[rows], cols)), shape=(p, q))
-        self.n_nonzero_ = int(np.count_nonzero(U) + np.count_nonzero(V))
-        self._set_common_attributes(result, k, st.neurons.copy())
-        self.gates_ = U.T.copy() if st.sequential else op.gates(st.neurons).T.copy()
-        for name in ("gate_signs_",):
+        for name in ("coefs_", "intercepts_", "gate_signs_"):
             if hasattr(self, name):
                 delattr(self, name)
-        if st.sequential:
-            self.coefs_ = [U[:d].copy(), V.copy()]
-            self.intercepts_ = [U[d].copy() if self.fit_intercept else np.zeros(m), self.intercept_.copy()]
+        if layer.kind == "factored":
+            self._set_factored_attributes(layer, d, p, q)
         else:
-            for name in ("coefs_", "intercepts_"):
-                if hasattr(self, name):
-                    delattr(self, name)
+            self._set_fused_attributes(layer, d, k, p, q)
 
-    def _set_fitted_attributes(self, op, result, d, k, p, q):
-        st = result.state
-        rows = st.idx // (q * k)
-        cols = st.idx % (q * k)
-        self.coef_ = sp.csr_array((st.val, (rows, cols)), shape=(p, q * k))
-        self.n_nonzero_ = int(np.count_nonzero(st.val))
-        active = np.unique(rows)
-        self._set_common_attributes(result, k, active)
-        self.gates_ = op.gates(active).T.copy() if active.size else np.zeros((0, q))
-        sequential = self._signature[-1] == "sequential"
-        if sequential and k == 1:
+    def _set_factored_attributes(self, layer, d, p, q):
+        U, V, units = layer.U, layer.V, layer.units
+        rows, cols = np.nonzero(U.T)
+        self.coef_ = sp.csr_array((U.T[rows, cols], (units[rows], cols)), shape=(p, q))
+        self.n_nonzero_ = layer.nnz
+        self.active_neurons_ = units.copy()
+        self.gates_ = layer.pattern_gates().T.copy()
+        if layer.sequential:
+            self.coefs_ = [U[:d].copy(), V.copy()]
+            self.intercepts_ = [U[d].copy() if self.fit_intercept else np.zeros(units.size), self.intercept_.copy()]
+
+    def _set_fused_attributes(self, layer, d, k, p, q):
+        from ._operator import decode
+
+        rows = layer.idx // (q * k)
+        cols = layer.idx % (q * k)
+        self.coef_ = sp.csr_array((layer.val, (rows, cols)), shape=(p, q * k))
+        self.n_nonzero_ = layer.nnz
+        active, pos, feat, _ = decode(layer.idx, q, k)
+        self.active_neurons_ = active
+        self.gates_ = layer.gates(active).T.copy() if active.size else np.zeros((0, q))
+        if self._signature[-1] == "sequential" and k == 1:
             # The network is exactly sum_j a_j relu(x . u_j + c_j) + b: export it
-            # in MLPRegressor's layout (active neurons only).
+            # in MLPRegressor's layout (active units only).
             signs = np.ones(active.size)
-            if st.gate_neurons.size:
-                pos = np.searchsorted(st.gate_neurons, active)
-                signs = st.gate_signs[pos]
+            if layer.gates.units.size:
+                signs = layer.signs[np.searchsorted(layer.gates.units, active)]
             W = np.zeros((q, active.size))
-            _, pos, feat, _ = op.decode(st.idx)
-            W[feat, pos] = st.val
+            W[feat, pos] = layer.val
             U = W * signs  # u_j = a_j w_j
             self.coefs_ = [U[:d].copy(), signs.reshape(-1, 1).copy()]
             self.intercepts_ = [
@@ -309,25 +385,17 @@ class BaseSparseMLP(BaseEstimator):
                 self.intercept_.copy(),
             ]
             self.gate_signs_ = signs
-        else:
-            for name in ("coefs_", "intercepts_", "gate_signs_"):
-                if hasattr(self, name):
-                    delattr(self, name)
 
     def _raw_predict(self, X):
         """Network outputs (n x k, float64) for validated X."""
-        check_is_fitted(self, "_state")
+        check_is_fitted(self, "_layer")
         X = self._validate_X(X, reset=False)
-        d, k, p, fit_intercept, n_gate_features = self._signature[:5]
-        design = make_design(X, fit_intercept)
-        op = NetworkOperator(design, p, k, self._seed, n_gate_features or 0)
-        st = self._state
-        if isinstance(st, SharedState):
-            with thread_limits(self.n_jobs):
-                F = shared_forward(op, st)[0]
-            return np.ascontiguousarray(F + st.intercept), X.dtype
+        k = self._signature[1]
+        layer = self._layer
+        blocks = RowBlocks(X, self.fit_intercept, cache_bytes=0)
         with thread_limits(self.n_jobs):
-            if st.gate_vectors is not None:
-                op.set_gates(st.gate_neurons, st.gate_vectors)
-            F = op.forward(st.idx, st.val)
-        return np.ascontiguousarray(F + st.intercept), X.dtype
+            F = blocks.forward(layer.spec()) if layer.nnz else np.zeros((X.shape[0], k))
+        return np.ascontiguousarray(F + self._intercept), X.dtype
+
+
+__all__ = ["BaseSparseMLP", "FactoredLayer", "thread_limits"]

@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import BaseSparseMLP
@@ -104,8 +105,16 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
     gate_n_features : int or None, default=None
         Random gates on this many input features each instead of all.
 
+    batch_size : int or None, default=None
+        None: every iteration uses all the data (full-batch IHT).  An int:
+        ``fit`` runs epochs of stochastic IHT steps on shuffled minibatches
+        of this many rows, then refits the final support on all the data;
+        ``partial_fit`` steps through the rows it is given in minibatches of
+        this size, in order.
+
     max_iter : int, default=100
-        Maximum number of IHT iterations (one full-gradient pass each).
+        Maximum number of IHT iterations (one full-gradient pass each), or of
+        epochs when ``batch_size`` is set.
 
     tol : float, default=1e-4
         Stop when the loss (in nats for the log loss) changes by less than
@@ -168,7 +177,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         Number of nonzero weights (never above the budget).
 
     n_iter_ : int
-        Number of IHT iterations run.
+        Number of IHT iterations run (epochs with ``batch_size``; calls of
+        ``partial_fit``).
 
     loss_ : float
         Final loss (mean over samples, weighted).
@@ -242,6 +252,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         gate_update="auto",
         gate_update_period=1,
         gate_n_features=None,
+        batch_size=None,
         max_iter=100,
         tol=1e-4,
         n_iter_no_change=5,
@@ -258,6 +269,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
             gate_update=gate_update,
             gate_update_period=gate_update_period,
             gate_n_features=gate_n_features,
+            batch_size=batch_size,
             max_iter=max_iter,
             tol=tol,
             n_iter_no_change=n_iter_no_change,
@@ -336,19 +348,101 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         cw = encoder.sample_weight(self.class_weight, y)
         if cw is not None:
             sample_weight = cw if sample_weight is None else cw * np.asarray(sample_weight, dtype=np.float64)
-        loss = encoder.loss(self.loss)
-        self._encoder = encoder
-        self.classes_ = encoder.classes_
-        self.out_activation_ = {"SquaredLoss": "identity", "LogisticLoss": "logistic"}.get(
-            type(loss).__name__, "softmax"
-        )
+        loss = self._set_encoder(encoder)
         return self._fit_arrays(
             X, Y, sample_weight, loss, coupling=self.output_coupling, alpha=self.alpha, absolute_tol=True
         )
 
+    def _set_encoder(self, encoder):
+        self._encoder = encoder
+        self.classes_ = encoder.classes_
+        loss = encoder.loss(self.loss)
+        self.out_activation_ = {"SquaredLoss": "identity", "LogisticLoss": "logistic"}.get(
+            type(loss).__name__, "softmax"
+        )
+        return loss
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Update the network with stochastic IHT steps on the given data.
+
+        The first call initialises the network and needs ``classes``; later
+        calls continue from it (also after ``fit``).  Each call makes one IHT
+        step per minibatch of ``batch_size`` rows (all the rows when
+        ``batch_size`` is None); the support, the gates and the step size
+        carry over from call to call.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            A chunk of training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a multilabel indicator matrix.
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the whole data set: required on the first call
+            (a chunk may lack some classes), ignored afterwards.  For
+            multilabel targets, ``arange(n_labels)``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Nonnegative weights of the samples (multiplied by the class
+            weights).
+
+        Returns
+        -------
+        self : SparseMLPClassifier
+            The updated estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from sklearn_sparse_mlp import SparseMLPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = StandardScaler().fit_transform(X)
+        >>> order = np.random.RandomState(0).permutation(150)
+        >>> clf = SparseMLPClassifier(n_nonzero_coefs=40, hidden_layer_sizes=(20,),
+        ...                           random_state=0)
+        >>> for epoch in range(20):
+        ...     for chunk in np.array_split(order, 3):
+        ...         clf = clf.partial_fit(X[chunk], y[chunk], classes=[0, 1, 2])
+        >>> clf.score(X, y) > 0.9
+        True
+        """
+        first = _check_partial_fit_first_call(self, classes)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=first,
+            accept_sparse=["csr", "csc"],
+            dtype=[np.float64, np.float32],
+            multi_output=True,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if first:
+            multilabel = type_of_target(y).startswith("multilabel")
+            encoder = TargetEncoder().fit(y if multilabel else np.asarray(self.classes_))
+        else:
+            encoder = self._encoder
+            if encoder.target_type_ != "multilabel-indicator":
+                unknown = np.setdiff1d(np.unique(y), encoder.classes_)
+                if unknown.size:
+                    raise ValueError(
+                        f"y holds labels that are not in classes: {unknown.tolist()!r}; the classes "
+                        f"given on the first call to partial_fit are {encoder.classes_.tolist()!r}."
+                    )
+        Y = encoder.transform(y)
+        cw = encoder.sample_weight(self.class_weight, y)
+        if cw is not None:
+            sample_weight = cw if sample_weight is None else cw * np.asarray(sample_weight, dtype=np.float64)
+        loss = self._set_encoder(encoder)
+        return self._partial_fit_arrays(X, Y, sample_weight, loss, first, coupling=self.output_coupling,
+                                        alpha=self.alpha)
+
     def _outputs(self, X):
         """(raw outputs, target encoder) for X."""
-        check_is_fitted(self, "_state")
+        check_is_fitted(self, "_layer")
         F, _ = self._raw_predict(X)
         return F, self._encoder
 

@@ -142,3 +142,46 @@ def random_gates(seed, neurons, n_inputs, has_bias, n_gate_features=0, dtype=np.
     H = np.empty((n_inputs, neurons.shape[0]), dtype=np.float64, order="F")
     fill_gates(np.int64(seed), neurons, n_inputs, has_bias, n_gate_features, H)
     return H.astype(dtype, copy=False)
+
+
+class Gates:
+    """The gates in force: random ones, except for units given their own.
+
+    Unit ``j`` uses its random gate ``h_j(seed)`` unless it appears in
+    ``units`` (sorted), in which case it uses the matching column of
+    ``vectors`` (q x m, a sequential gate).  Small driver-side state: nothing
+    here grows with the number of samples or with the width.
+    """
+
+    def __init__(self, seed, n_inputs, has_bias, n_gate_features=0):
+        self.seed = np.int64(seed)
+        self.q = int(n_inputs)
+        self.has_bias = bool(has_bias)
+        self.n_gate_features = int(n_gate_features or 0)
+        self.units = np.zeros(0, dtype=np.int64)
+        self.vectors = np.zeros((self.q, 0), dtype=np.float64, order="F")
+
+    def set(self, units, vectors):
+        """Replace the sequential gates (units sorted, vectors q x m)."""
+        self.units = np.ascontiguousarray(units, dtype=np.int64)
+        self.vectors = np.asfortranarray(vectors, dtype=np.float64).reshape(self.q, self.units.shape[0])
+
+    def copy(self):
+        out = Gates(self.seed, self.q, self.has_bias, self.n_gate_features)
+        out.set(self.units.copy(), self.vectors.copy())
+        return out
+
+    def __call__(self, units):
+        """Gate vectors (q x m, float64) of ``units`` as currently in force."""
+        units = np.asarray(units, dtype=np.int64)
+        H = random_gates(self.seed, units, self.q, self.has_bias, self.n_gate_features)
+        if self.units.size and units.size:
+            pos = np.minimum(np.searchsorted(self.units, units), self.units.size - 1)
+            hit = self.units[pos] == units
+            H[:, hit] = self.vectors[:, pos[hit]]
+        return H
+
+    def fill_chunk(self, j0, H, parallel):
+        """Gates of units ``j0 .. j0 + H.shape[1] - 1`` into ``H`` (q x c)."""
+        fill = fill_gate_block if parallel else fill_gate_block_serial
+        fill(self.seed, j0, self.q, self.has_bias, self.n_gate_features, self.units, self.vectors, H)

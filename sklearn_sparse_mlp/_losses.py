@@ -1,69 +1,375 @@
-"""Losses of the network's raw outputs.
+"""Losses of the network's raw outputs, row by row.
 
-Every loss works on raw predictions ``F`` (n x k, float64, the output
-intercept included), targets ``Y`` (n x k) and normalised sample weights
-``sw`` (n,, summing to one).  The solver only needs:
+Every loss works on raw outputs ``F0`` (n x k, float64, *without* the output
+intercept), the intercept ``b`` (k,), targets ``Y`` (n x k) and normalised
+sample weights ``sw`` (n,).  The per-row formulas are numba functions; the
+kernels below apply them to the rows of a row block and return the block's
+partial sums, so that a reduction over blocks adds them in block order (see
+``_blocks``).  The ``Loss`` classes wrap the same kernels for whole arrays
+(one block), which is what the IMP baseline and the tests use.
 
-``value(F, Y, sw)``
-    the loss, a float;
-``gradient(F, Y, sw)``
-    ``R = dL/dF`` (n x k), so that the gradient with respect to the fused
-    weights is ``A^T R``;
-``intercept(F0, Y, sw, b0)``
-    the output intercept for predictions ``F0`` without it (optimal for the
-    squared loss, a few safeguarded Newton steps otherwise);
+What the solver needs of a loss:
+
+``value``
+    ``sum_i sw_i l(F_i + b, Y_i)``;
+``gradient``
+    ``R = dL/dF`` (n x k), so that the gradient in the fused weights is
+    ``A^T R``;
+``intercept``
+    the output intercept for outputs ``F0`` without it (exact for the
+    squared loss, safeguarded Newton steps otherwise);
 ``curvature``
-    an upper bound of the second derivative of the loss with respect to one
-    prediction (times the sample weight), used for the first trial step;
-``hessian_weights(F, Y, sw)``
-    the diagonal (per sample and output) of the loss's Hessian with respect
-    to ``F``, times the sample weights: the weights of a Newton step;
-``link(F)``
+    an upper bound of the second derivative of the loss in one output (times
+    the sample weight), used for the first trial step;
+``hessian_weights``
+    the diagonal (per sample and output) of the Hessian in ``F``, times the
+    sample weights: the weights of a Newton step;
+``link``
     the model's mean (probabilities for the classification losses);
 ``is_quadratic``
-    whether exact line searches and conjugate gradients apply.
+    whether exact least squares and conjugate gradients apply.
 
 The classification losses never exponentiate a large positive number
-(``logaddexp``, ``expit`` and a max-shifted log-sum-exp), so raw outputs of
-any size give finite values and gradients.
+(``log1p(exp(-|f|))``, a max-shifted log-sum-exp), so raw outputs of any size
+give finite values and gradients.
 """
 
 import numpy as np
+from numba import njit, prange
 from scipy.special import expit, log_expit
+
+from ._gates import serial_kernel
 
 # Bound of the output intercept of the classification losses: a target
 # column with a single class pushes it to infinity; this keeps it finite
 # (a probability within 1e-21 of 0 or 1) without changing any decision.
 _B_MAX = 48.0
 
+SQUARED, LOGISTIC, SOFTMAX = 0, 1, 2
+
+
+# --------------------------------------------------------------------------
+# per-row formulas (numba)
+# --------------------------------------------------------------------------
+@njit(cache=True)
+def _softplus(f):
+    """``log(1 + exp(f))`` without overflow."""
+    return max(f, 0.0) + np.log1p(np.exp(-abs(f)))
+
+
+@njit(cache=True)
+def _expit(f):
+    if f >= 0.0:
+        return 1.0 / (1.0 + np.exp(-f))
+    e = np.exp(f)
+    return e / (1.0 + e)
+
+
+@njit(cache=True)
+def _lse(f):
+    """``max_l f_l`` and ``log sum_l exp(f_l - max)`` of the vector f."""
+    mx = f[0]
+    for l in range(1, f.shape[0]):
+        mx = max(mx, f[l])
+    acc = 0.0
+    for l in range(f.shape[0]):
+        acc += np.exp(f[l] - mx)
+    return mx, np.log(acc)
+
+
+@njit(cache=True)
+def row_loss(kind, f, y):
+    """The unweighted loss of one row: raw outputs ``f`` (intercept included)
+    against targets ``y``, both of length k."""
+    k = f.shape[0]
+    acc = 0.0
+    if kind == SQUARED:
+        for l in range(k):
+            r = f[l] - y[l]
+            acc += r * r
+        return 0.5 * acc
+    if kind == LOGISTIC:
+        for l in range(k):
+            acc += _softplus(f[l]) - y[l] * f[l]
+        return acc
+    mx, lse = _lse(f)
+    for l in range(k):
+        if y[l] != 0.0:
+            acc += y[l] * (mx + lse - f[l])
+    return acc
+
+
+@njit(cache=True)
+def _row_gradient(kind, f, y, out):
+    """``dl/df`` of one row into ``out`` (k,), unweighted."""
+    k = f.shape[0]
+    if kind == SQUARED:
+        for l in range(k):
+            out[l] = f[l] - y[l]
+    elif kind == LOGISTIC:
+        for l in range(k):
+            out[l] = _expit(f[l]) - y[l]
+    else:
+        mx, lse = _lse(f)
+        for l in range(k):
+            out[l] = np.exp(f[l] - mx - lse) - y[l]
+
+
+@njit(cache=True)
+def row_probabilities(kind, f, out):
+    """Probabilities of one row (logistic, softmax) into ``out`` (k,)."""
+    k = f.shape[0]
+    if kind == LOGISTIC:
+        for l in range(k):
+            out[l] = _expit(f[l])
+    else:
+        mx, lse = _lse(f)
+        for l in range(k):
+            out[l] = np.exp(f[l] - mx - lse)
+
+
+@njit(cache=True)
+def outputs_row(F, b, i, f):
+    """``f = F[i] + b``: the raw outputs of row i, intercept included."""
+    for l in range(f.shape[0]):
+        f[l] = F[i, l] + b[l]
+
+
+# --------------------------------------------------------------------------
+# block kernels: partial sums per row block, rows in order inside a block
+# --------------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def loss_sums(kind, F, b, Y, sw, starts, out):
+    """``out[t] = sum_{i in block t} sw_i l(F_i + b, Y_i)``."""
+    k = F.shape[1]
+    for t in prange(starts.shape[0] - 1):
+        f = np.empty(k)
+        acc = 0.0
+        for i in range(starts[t], starts[t + 1]):
+            if sw[i] != 0.0:
+                outputs_row(F, b, i, f)
+                acc += sw[i] * row_loss(kind, f, Y[i])
+        out[t] = acc
+
+
+@njit(cache=True, parallel=True)
+def residual_rows(kind, F, b, Y, sw, R):
+    """``R_i = sw_i dl/dF_i`` for every row (rows are independent)."""
+    n, k = F.shape
+    for t in prange((n + 1023) // 1024):
+        f = np.empty(k)
+        g = np.empty(k)
+        for i in range(t * 1024, min(n, t * 1024 + 1024)):
+            outputs_row(F, b, i, f)
+            _row_gradient(kind, f, Y[i], g)
+            for l in range(k):
+                R[i, l] = sw[i] * g[l]
+
+
+@njit(cache=True, parallel=True)
+def hessian_rows(kind, F, b, sw, W):
+    """``W_il = sw_i d^2 l / dF_il^2`` (the diagonal of the Hessian in F)."""
+    n, k = F.shape
+    for t in prange((n + 1023) // 1024):
+        f = np.empty(k)
+        P = np.empty(k)
+        for i in range(t * 1024, min(n, t * 1024 + 1024)):
+            if kind == SQUARED:
+                for l in range(k):
+                    W[i, l] = sw[i]
+            else:
+                outputs_row(F, b, i, f)
+                row_probabilities(kind, f, P)
+                for l in range(k):
+                    W[i, l] = sw[i] * P[l] * (1.0 - P[l])
+
+
+@njit(cache=True, parallel=True)
+def intercept_sums(kind, F, b, Y, sw, starts, G, H):
+    """Per block: the gradient ``G[t]`` (k) and Hessian ``H[t]`` (k x k) of the
+    loss in the output intercept."""
+    k = F.shape[1]
+    for t in prange(starts.shape[0] - 1):
+        f = np.empty(k)
+        P = np.empty(k)
+        for l in range(k):
+            G[t, l] = 0.0
+            for m in range(k):
+                H[t, l, m] = 0.0
+        for i in range(starts[t], starts[t + 1]):
+            w = sw[i]
+            if w == 0.0:
+                continue
+            outputs_row(F, b, i, f)
+            if kind == SQUARED:
+                for l in range(k):
+                    G[t, l] += w * (f[l] - Y[i, l])
+                    H[t, l, l] += w
+                continue
+            row_probabilities(kind, f, P)  # the gradient is P - Y for both
+            for l in range(k):
+                G[t, l] += w * (P[l] - Y[i, l])
+                H[t, l, l] += w * P[l]
+                if kind == LOGISTIC:
+                    H[t, l, l] -= w * P[l] * P[l]
+                else:
+                    for m in range(k):
+                        H[t, l, m] -= w * P[l] * P[m]
+
+
+loss_sums_serial = serial_kernel(loss_sums)
+residual_rows_serial = serial_kernel(residual_rows)
+hessian_rows_serial = serial_kernel(hessian_rows)
+intercept_sums_serial = serial_kernel(intercept_sums)
+
+
+@njit(cache=True)
+def _sum_arrays(parts):
+    out = parts[0].copy()
+    for t in range(1, parts.shape[0]):
+        out += parts[t]
+    return out
+
+
+@njit(cache=True)
+def _sum_scalars(parts):
+    acc = parts[0]
+    for t in range(1, parts.shape[0]):
+        acc += parts[t]
+    return acc
+
+
+def ordered_sum(parts):
+    """Sum of ``parts`` along the first axis, in order (the reduction's rule)."""
+    return _sum_scalars(parts) if parts.ndim == 1 else _sum_arrays(parts)
+
+
+# --------------------------------------------------------------------------
+# the output intercept
+# --------------------------------------------------------------------------
+def newton_intercept(kind, value, stats, k, b0, n_steps=50):
+    """Output intercept by safeguarded Newton steps, to machine precision.
+
+    ``value(b)`` is the loss and ``stats(b)`` its gradient (k) and Hessian
+    (k x k) in the intercept, both sums over row blocks.  Each step solves
+    with the Hessian (pseudo-inverse: the softmax Hessian is singular along
+    the all-ones direction, along which the gradient vanishes) and keeps the
+    intercept in ``[-_B_MAX, _B_MAX]``.  Far from the solution a step is
+    shortened until the loss does not increase; once steps are small
+    (< 1e-6) Newton converges quadratically and steps are taken as they are
+    until they vanish, without comparing losses that are equal to rounding
+    (an intercept solved only to a tolerance would differ between fits whose
+    sums are rounded differently, and so would everything after it).  The
+    squared loss takes one exact step.
+    """
+    if kind == SQUARED:
+        g, H = stats(np.zeros(k))
+        return -g  # the weights sum to one: b = sum_i sw_i (Y_i - F0_i)
+    b = np.zeros(k) if b0 is None else np.clip(np.asarray(b0, dtype=np.float64), -_B_MAX, _B_MAX)
+    L = None
+    for _ in range(n_steps):
+        g, H = stats(b)
+        if not np.any(g):
+            break
+        step = np.linalg.lstsq(H, g, rcond=1e-12)[0] if k > 1 else g / max(H[0, 0], 1e-300)
+        step = np.clip(step, -8.0, 8.0)
+        size = np.abs(step).max()
+        if size <= 1e-6:
+            b_new = np.clip(b - step, -_B_MAX, _B_MAX)
+            if size <= 1e-15 * max(1.0, np.abs(b).max()) or np.array_equal(b_new, b):
+                b = b_new
+                break
+            b, L = b_new, None
+            continue
+        L = value(b) if L is None else L
+        for _ in range(8):
+            b_new = np.clip(b - step, -_B_MAX, _B_MAX)
+            L_new = value(b_new)
+            if L_new <= L:
+                break
+            step *= 0.25
+        else:
+            break  # no decrease along the Newton direction
+        if np.array_equal(b_new, b):
+            break
+        b, L = b_new, L_new
+    if kind == SOFTMAX:
+        b = b - b.mean()  # outputs are defined up to a common shift
+    return b
+
+
+# --------------------------------------------------------------------------
+# whole-array interface
+# --------------------------------------------------------------------------
+def _one_block(n):
+    return np.array([0, n], dtype=np.int64)
+
+
+def _f64(A):
+    return np.ascontiguousarray(A, dtype=np.float64)
+
 
 class Loss:
-    """Interface of a smooth convex loss of the raw network outputs."""
+    """A smooth convex loss of the raw network outputs (whole arrays)."""
 
+    kind = SQUARED
     is_quadratic = False
     curvature = 1.0
 
-    def value(self, F, Y, sw):  # pragma: no cover - interface
-        raise NotImplementedError
+    def value(self, F, Y, sw):
+        F, Y, sw = _f64(F), _f64(Y), _f64(sw)
+        out = np.empty(1)
+        loss_sums_serial(self.kind, F, np.zeros(F.shape[1]), Y, sw, _one_block(F.shape[0]), out)
+        return float(out[0])
 
-    def gradient(self, F, Y, sw):  # pragma: no cover - interface
-        raise NotImplementedError
+    def gradient(self, F, Y, sw):
+        F, Y, sw = _f64(F), _f64(Y), _f64(sw)
+        R = np.empty_like(F)
+        residual_rows_serial(self.kind, F, np.zeros(F.shape[1]), Y, sw, R)
+        return R
 
     def value_and_gradient(self, F, Y, sw):
         return self.value(F, Y, sw), self.gradient(F, Y, sw)
 
-    def initial_intercept(self, Y, sw):
-        return self.intercept(np.zeros_like(Y, dtype=np.float64), Y, sw, None)
+    def hessian_weights(self, F, Y, sw):
+        F, sw = _f64(F), _f64(sw)
+        W = np.empty_like(F)
+        hessian_rows_serial(self.kind, F, np.zeros(F.shape[1]), sw, W)
+        return W
 
-    def intercept(self, F0, Y, sw, b0):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def hessian_weights(self, F, Y, sw):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def intercept_hessian(self, F, sw):  # pragma: no cover - interface
+    def intercept_hessian(self, F, sw):
         """Hessian (k x k) of the loss with respect to the output intercept."""
-        raise NotImplementedError
+        F, sw = _f64(F), _f64(sw)
+        k = F.shape[1]
+        G, H = np.empty((1, k)), np.empty((1, k, k))
+        intercept_sums_serial(self.kind, F, np.zeros(k), np.zeros_like(F), sw, _one_block(F.shape[0]), G, H)
+        return H[0]
+
+    def intercept(self, F0, Y, sw, b0):
+        """The output intercept that minimises the loss for outputs ``F0``."""
+        F0, Y, sw = _f64(F0), _f64(Y), _f64(sw)
+        k = F0.shape[1]
+        starts = _one_block(F0.shape[0])
+
+        def value(b):
+            out = np.empty(1)
+            loss_sums_serial(self.kind, F0, b, Y, sw, starts, out)
+            return float(out[0])
+
+        def stats(b):
+            G, H = np.empty((1, k)), np.empty((1, k, k))
+            intercept_sums_serial(self.kind, F0, b, Y, sw, starts, G, H)
+            return G[0], H[0]
+
+        return newton_intercept(self.kind, value, stats, k, b0)
+
+    def initial_intercept(self, Y, sw):
+        Y, sw = _f64(Y), _f64(sw)
+        return self.intercept(np.zeros_like(Y), Y, sw, self.start(sw @ Y))
+
+    def start(self, mean):
+        """A first guess of the intercept from the weighted mean of the targets."""
+        return None
 
     def link(self, F):
         return F
@@ -72,57 +378,9 @@ class Loss:
 class SquaredLoss(Loss):
     """``L = sum_i sw_i ||F_i - Y_i||^2 / 2`` (half the weighted mean squared error)."""
 
+    kind = SQUARED
     is_quadratic = True
     curvature = 1.0
-
-    def value(self, F, Y, sw):
-        D = F - Y
-        return 0.5 * float(sw @ np.einsum("ij,ij->i", D, D))
-
-    def gradient(self, F, Y, sw):
-        return sw[:, None] * (F - Y)
-
-    def intercept(self, F0, Y, sw, b0):
-        return sw @ (Y - F0)
-
-    def hessian_weights(self, F, Y, sw):
-        return np.repeat(sw[:, None], F.shape[1], axis=1)
-
-
-def _newton_intercept(loss, F0, Y, sw, b0, n_steps=30, gtol=1e-10):
-    """Output intercept by safeguarded Newton steps.
-
-    Each step solves with the k x k Hessian of the loss in the intercept
-    (pseudo-inverse: the softmax Hessian is singular along the all-ones
-    direction, along which the gradient vanishes), is halved until the loss
-    does not increase, and keeps the intercept in ``[-_B_MAX, _B_MAX]``.
-    Stops when the largest gradient entry is below ``gtol`` (the weights sum
-    to one, so that is a mean residual).
-    """
-    k = F0.shape[1]
-    b = np.zeros(k) if b0 is None else np.clip(np.asarray(b0, dtype=np.float64), -_B_MAX, _B_MAX)
-    F = F0 + b
-    L = loss.value(F, Y, sw)
-    for _ in range(n_steps):
-        g = loss.gradient(F, Y, sw).sum(axis=0)
-        if np.abs(g).max() <= gtol:
-            break
-        H = loss.intercept_hessian(F, sw)
-        step = np.linalg.lstsq(H, g, rcond=1e-12)[0] if k > 1 else g / max(H[0, 0], 1e-300)
-        step = np.clip(step, -8.0, 8.0)
-        for _ in range(8):
-            b_new = np.clip(b - step, -_B_MAX, _B_MAX)
-            F_new = F0 + b_new
-            L_new = loss.value(F_new, Y, sw)
-            if L_new <= L:
-                break
-            step *= 0.25
-        else:
-            break  # no decrease along the Newton direction: at rounding level
-        if np.array_equal(b_new, b):
-            break
-        b, F, L = b_new, F_new, L_new
-    return b
 
 
 class LogisticLoss(Loss):
@@ -132,32 +390,15 @@ class LogisticLoss(Loss):
     in {0, 1} (two classes: one column; multilabel: one column per label).
     """
 
+    kind = LOGISTIC
     curvature = 0.25
 
-    def value(self, F, Y, sw):
-        return float(sw @ (np.logaddexp(0.0, F) - Y * F).sum(axis=1))
-
-    def gradient(self, F, Y, sw):
-        return sw[:, None] * (expit(F) - Y)
-
-    def hessian_weights(self, F, Y, sw):
-        P = expit(F)
-        return sw[:, None] * P * (1.0 - P)
-
     def link(self, F):
-        return expit(F)
+        return expit(_f64(F))
 
-    def intercept_hessian(self, F, sw):
-        P = expit(F)
-        return np.diag(sw @ (P * (1.0 - P)))
-
-    def initial_intercept(self, Y, sw):
-        pbar = np.clip(sw @ Y, 1e-12, 1.0 - 1e-12)
-        b0 = np.clip(np.log(pbar) - np.log1p(-pbar), -_B_MAX, _B_MAX)
-        return self.intercept(np.zeros_like(Y, dtype=np.float64), Y, sw, b0)
-
-    def intercept(self, F0, Y, sw, b0):
-        return _newton_intercept(self, F0, Y, sw, b0)
+    def start(self, mean):
+        pbar = np.clip(mean, 1e-12, 1.0 - 1e-12)
+        return np.clip(np.log(pbar) - np.log1p(-pbar), -_B_MAX, _B_MAX)
 
 
 def _log_softmax(F):
@@ -172,43 +413,25 @@ class SoftmaxLoss(Loss):
     the intercept is kept centred.
     """
 
+    kind = SOFTMAX
     curvature = 0.5  # largest eigenvalue of diag(p) - p p^T
 
-    def value(self, F, Y, sw):
-        return float(-(sw @ (Y * _log_softmax(F)).sum(axis=1)))
-
-    def gradient(self, F, Y, sw):
-        return sw[:, None] * (np.exp(_log_softmax(F)) - Y)
-
-    def hessian_weights(self, F, Y, sw):
-        P = np.exp(_log_softmax(F))
-        return sw[:, None] * P * (1.0 - P)
-
     def link(self, F):
-        return np.exp(_log_softmax(F))
+        return np.exp(_log_softmax(_f64(F)))
 
-    def intercept_hessian(self, F, sw):
-        P = np.exp(_log_softmax(F))
-        return np.diag(sw @ P) - (P * sw[:, None]).T @ P
-
-    def initial_intercept(self, Y, sw):
-        logp = np.log(np.clip(sw @ Y, 1e-12, None))
-        b0 = np.clip(logp - logp.mean(), -_B_MAX, _B_MAX)
-        return self.intercept(np.zeros_like(Y, dtype=np.float64), Y, sw, b0)
-
-    def intercept(self, F0, Y, sw, b0):
-        b = _newton_intercept(self, F0, Y, sw, b0)
-        return b - b.mean()
+    def start(self, mean):
+        logp = np.log(np.clip(mean, 1e-12, None))
+        return np.clip(logp - logp.mean(), -_B_MAX, _B_MAX)
 
 
 def sigmoid_log(F):
     """``log expit(F)`` without overflow (log-probabilities of logits)."""
-    return log_expit(F)
+    return log_expit(np.asarray(F, dtype=np.float64))
 
 
 def log_softmax(F):
     """Row-wise log-softmax without overflow."""
-    return _log_softmax(F)
+    return _log_softmax(np.asarray(F, dtype=np.float64))
 
 
 LOSSES = {"squared_error": SquaredLoss, "logistic": LogisticLoss, "softmax": SoftmaxLoss}

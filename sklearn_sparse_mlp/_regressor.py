@@ -57,8 +57,17 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         instead of on all features.  Sparse gates suit planted sparse
         networks, whose true gates are sparse.
 
+    batch_size : int or None, default=None
+        None: every iteration uses all the data (full-batch IHT).  An int:
+        ``fit`` runs epochs of stochastic IHT steps on shuffled minibatches
+        of this many rows (one step per minibatch, the step size carried from
+        one to the next), then refits the final support on all the data;
+        ``partial_fit`` steps through the rows it is given in minibatches of
+        this size, in order.
+
     max_iter : int, default=100
-        Maximum number of IHT iterations (one full-gradient pass each).
+        Maximum number of IHT iterations (one full-gradient pass each), or of
+        epochs when ``batch_size`` is set.
 
     tol : float, default=1e-4
         Stop when the relative change of the loss over one iteration is below
@@ -125,14 +134,16 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         Number of nonzero fused weights (never above the budget).
 
     n_iter_ : int
-        Number of IHT iterations run.
+        Number of IHT iterations run (epochs with ``batch_size``; calls of
+        ``partial_fit``).
 
     loss_ : float
         Final loss, ``sum_i w_i ||f(x_i) - y_i||^2 / 2`` with normalised
         sample weights ``w_i``.
 
     loss_curve_ : list of float
-        Loss after each iteration.
+        Loss after each iteration (epoch; call of ``partial_fit``: the mean of
+        its minibatches' losses).
 
     n_outputs_ : int
         Number of outputs.
@@ -152,7 +163,9 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     Notes
     -----
     One iteration costs about ``4 n (d + 1) p k`` flops, spent in two
-    matrix products per chunk of hidden units.  The memory is ``O(n d)`` for
+    matrix products per chunk of hidden units.  Every sum over samples is
+    taken over row blocks whose boundaries depend on the number of samples
+    only, in a fixed order, so a fit is bit-identical for any ``n_jobs``.  The memory is ``O(n d)`` for
     the data plus terms in ``n``, ``s`` and a chunk of ``c <= 512`` units (the
     activation patterns of the active units, the streaming top-``s`` buffer,
     the normal equations of the support), independent of the width ``p``:
@@ -229,6 +242,63 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         self._y_ndim = y.ndim
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return self._fit_arrays(X, Y, sample_weight, SquaredLoss())
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the network with stochastic IHT steps on the given data.
+
+        The first call initialises the network; later calls continue from it
+        (also after ``fit``).  Each call makes one IHT step per minibatch of
+        ``batch_size`` rows (all the rows when ``batch_size`` is None): the
+        support, the gates and the step size carry over from call to call, so
+        a loop over chunks of a data set that does not fit in memory (for
+        instance ``np.load(..., mmap_mode="r")``) trains a network.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            A chunk of training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Nonnegative weights of the samples.
+
+        Returns
+        -------
+        self : SparseMLPRegressor
+            The updated estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_sparse_mlp import SparseMLPRegressor
+        >>> from sklearn_sparse_mlp.datasets import make_planted_mlp
+        >>> X, y = make_planted_mlp(n_samples=3000, n_features=5, n_hidden=3,
+        ...                         n_nonzero=4, random_state=0)
+        >>> reg = SparseMLPRegressor(n_nonzero_coefs=6, hidden_layer_sizes=(10,),
+        ...                          random_state=0)
+        >>> for epoch in range(3):
+        ...     for start in range(0, 3000, 500):
+        ...         reg = reg.partial_fit(X[start:start + 500], y[start:start + 500])
+        >>> reg.n_iter_, reg.n_nonzero_ <= 6
+        (18, True)
+        """
+        first = not hasattr(self, "_layer")
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=first,
+            accept_sparse=["csr", "csc"],
+            dtype=[np.float64, np.float32],
+            multi_output=True,
+            y_numeric=True,
+        )
+        y = np.asarray(y, dtype=np.float64)
+        if first:
+            self._y_ndim = y.ndim
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        return self._partial_fit_arrays(X, Y, sample_weight, SquaredLoss(), first)
 
     def predict(self, X):
         """Predict with the sparse network.

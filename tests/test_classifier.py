@@ -1,5 +1,6 @@
 """SparseMLPClassifier: losses, labels, probabilities, class weights, recovery."""
 
+import numba
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -9,76 +10,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_sparse_mlp import SparseMLPClassifier
-from sklearn_sparse_mlp._losses import LogisticLoss, SoftmaxLoss
-from sklearn_sparse_mlp._operator import NetworkOperator, make_design
 from sklearn_sparse_mlp.datasets import make_planted_mlp
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-
-
-def _fd_check(loss, F, Y, sw, entries):
-    R = loss.gradient(F, Y, sw)
-    eps = 1e-6
-    for i, l in entries:
-        E = np.zeros_like(F)
-        E[i, l] = eps
-        fd = (loss.value(F + E, Y, sw) - loss.value(F - E, Y, sw)) / (2 * eps)
-        np.testing.assert_allclose(R[i, l], fd, rtol=1e-6, atol=1e-10)
-
-
-@pytest.mark.parametrize("loss_cls", [LogisticLoss, SoftmaxLoss])
-def test_classification_loss_gradients_finite_differences(loss_cls):
-    rng = np.random.default_rng(0)
-    n, k = 40, 3
-    F = 3 * rng.standard_normal((n, k))
-    if loss_cls is SoftmaxLoss:
-        Y = np.eye(k)[rng.integers(0, k, n)]
-    else:
-        Y = (rng.random((n, k)) < 0.4).astype(float)
-    sw = rng.random(n)
-    sw /= sw.sum()
-    loss = loss_cls()
-    _fd_check(loss, F, Y, sw, [(0, 0), (7, 2), (39, 1)])
-    # The intercept zeroes the gradient's column sums (safeguarded Newton).
-    b = loss.intercept(F, Y, sw, None)
-    np.testing.assert_allclose(loss.gradient(F + b, Y, sw).sum(axis=0), 0, atol=1e-9)
-    # Hessian weights: finite differences of the gradient on the diagonal.
-    W = loss.hessian_weights(F, Y, sw)
-    E = np.zeros_like(F)
-    E[3, 1] = 1e-6
-    fd = (loss.gradient(F + E, Y, sw)[3, 1] - loss.gradient(F - E, Y, sw)[3, 1]) / 2e-6
-    np.testing.assert_allclose(W[3, 1], fd, rtol=1e-5)
-
-
-@pytest.mark.parametrize("loss_cls", [LogisticLoss, SoftmaxLoss])
-def test_classification_losses_do_not_overflow(loss_cls):
-    F = np.array([[1e300, -1e300, 0.0], [-800.0, 800.0, 5.0]])
-    Y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-    sw = np.array([0.5, 0.5])
-    loss = loss_cls()
-    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-        v = loss.value(F, Y, sw)
-        g = loss.gradient(F, Y, sw)
-    assert np.isfinite(v) and v > 100
-    assert np.all(np.isfinite(g)) and np.all(np.abs(g) <= 0.5 + 1e-12)
-
-
-def test_logistic_weight_gradient_through_operator():
-    rng = np.random.default_rng(1)
-    n, d, p, k = 120, 4, 6, 3
-    X = rng.standard_normal((n, d))
-    Y = np.eye(k)[rng.integers(0, k, n)]
-    sw = np.full(n, 1.0 / n)
-    op = NetworkOperator(make_design(X, True), p, k, seed=2)
-    idx = np.sort(rng.choice(p * (d + 1) * k, 10, replace=False))
-    val = rng.standard_normal(10)
-    loss = SoftmaxLoss()
-    g = op.support_gradient(idx, loss.gradient(op.forward(idx, val), Y, sw))
-    for t in range(10):
-        e = np.zeros(10)
-        e[t] = 1e-6
-        fd = (loss.value(op.forward(idx, val + e), Y, sw) - loss.value(op.forward(idx, val - e), Y, sw)) / 2e-6
-        np.testing.assert_allclose(g[t], fd, rtol=1e-5, atol=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +166,37 @@ def test_max_iter_warns(iris):
     X, y = iris
     with pytest.warns(ConvergenceWarning):
         SparseMLPClassifier(30, hidden_layer_sizes=(20,), max_iter=1, tol=0, random_state=0).fit(X, y)
+
+
+def test_partial_fit_needs_classes_and_learns(iris):
+    X, y = iris
+    clf = SparseMLPClassifier(40, hidden_layer_sizes=(20,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X[:10], y[:10])
+    order = np.random.RandomState(0).permutation(150)
+    for _ in range(10):
+        for chunk in np.array_split(order, 5):
+            clf.partial_fit(X[chunk], y[chunk], classes=[0, 1, 2])
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    assert clf.n_iter_ == 50 and clf.n_nonzero_ <= 40
+    assert clf.score(X, y) > 0.9
+    with pytest.raises(ValueError, match="not in classes"):
+        clf.partial_fit(X[:3], [0, 1, 7])
+
+
+def test_partial_fit_chunk_without_some_classes(iris):
+    X, y = iris
+    clf = SparseMLPClassifier(40, hidden_layer_sizes=(20,), random_state=0)
+    clf.partial_fit(X[y < 2], y[y < 2], classes=np.array([0, 1, 2]))  # class 2 absent
+    assert clf.predict_proba(X).shape == (150, 3)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+@pytest.mark.parametrize("coupling", ["fused", "shared"])
+def test_n_jobs_does_not_change_the_fit(coupling):
+    X, y = make_classification(n_samples=5000, n_features=10, n_informative=6, n_classes=3, random_state=0)
+    kw = dict(n_nonzero_coefs=60, hidden_layer_sizes=(20,), output_coupling=coupling, max_iter=6, random_state=0)
+    one = SparseMLPClassifier(n_jobs=1, **kw).fit(X, y)
+    two = SparseMLPClassifier(n_jobs=2, **kw).fit(X, y)
+    np.testing.assert_array_equal(one.decision_function(X), two.decision_function(X))
+    assert one.loss_curve_ == two.loss_curve_

@@ -3,6 +3,7 @@
 import pickle
 import warnings
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -140,6 +141,8 @@ def test_pipeline_grid_search():
         (np.ones((4, 2)), np.ones(4), {}, {"sample_weight": np.array([1, -1, 1, 1.0])}, "Negative"),
         (np.ones((4, 2)), np.ones(4), {}, {"sample_weight": np.zeros(4)}, "non-zero|sums to zero"),
         (np.ones((4, 2)), np.ones(4), {"gate_update": "other"}, {}, "gate_update"),
+        (np.ones((4, 2)), np.ones(4), {"n_jobs": 0}, {}, "n_jobs"),
+        (np.ones((4, 2)), np.ones(4), {"batch_size": 0}, {}, "batch_size"),
     ],
 )
 def test_bad_input_names_the_problem(X, y, params, fit_kw, match):
@@ -161,3 +164,83 @@ def test_huge_values_raise_clear_error():
     X = rng.standard_normal((50, 3)) * 1e300
     with pytest.raises(ValueError, match="too large|non-finite|Scale"):
         SparseMLPRegressor(5, hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, rng.standard_normal(50))
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+@pytest.mark.parametrize("gate_update", ["sequential", "fixed"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_n_jobs_does_not_change_the_fit(gate_update, sparse):
+    # Several row blocks (n = 6000): the sums are split by the data, not by
+    # the threads, so any n_jobs gives the same model bit for bit.
+    X, y = make_planted_mlp(n_samples=6000, n_features=8, n_hidden=6, n_nonzero=12, random_state=4)
+    if sparse:
+        X = sp.csr_matrix(np.where(np.abs(X) < 0.5, 0.0, X))
+    kw = dict(n_nonzero_coefs=15, hidden_layer_sizes=(30,), gate_update=gate_update, max_iter=8, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        one = SparseMLPRegressor(n_jobs=1, **kw).fit(X, y)
+        two = SparseMLPRegressor(n_jobs=2, **kw).fit(X, y)
+    np.testing.assert_array_equal(one.coef_.toarray(), two.coef_.toarray())
+    np.testing.assert_array_equal(one.intercept_, two.intercept_)
+    assert one.loss_curve_ == two.loss_curve_
+    np.testing.assert_array_equal(one.predict(X[:500]), two.predict(X[:500]))
+
+
+@pytest.fixture(scope="module")
+def planted_large():
+    X, y = make_planted_mlp(n_samples=12000, n_features=20, n_hidden=10, n_nonzero=20, random_state=0)
+    return X[:10000], y[:10000], X[10000:], y[10000:]
+
+
+def test_partial_fit_minibatches_recover_planted_network(planted_large):
+    X, y, Xt, yt = planted_large
+    reg = SparseMLPRegressor(20, hidden_layer_sizes=(50,), random_state=0)
+    rng = np.random.RandomState(0)
+    for _ in range(3):
+        perm = rng.permutation(len(X))
+        for start in range(0, len(X), 1000):
+            reg.partial_fit(X[perm[start:start + 1000]], y[perm[start:start + 1000]])
+    assert reg.n_iter_ == 30 and len(reg.loss_curve_) == 30
+    assert reg.n_nonzero_ <= 20
+    assert psnr_score(yt, reg.predict(Xt)) >= 30
+
+
+def test_partial_fit_from_disk_trains_the_same_model(planted_large, tmp_path):
+    X, y, Xt, _ = planted_large
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    X_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
+    y_disk = np.load(tmp_path / "y.npy", mmap_mode="r")
+    models = []
+    for Xs, ys in ((X, y), (X_disk, y_disk)):
+        reg = SparseMLPRegressor(20, hidden_layer_sizes=(50,), batch_size=700, random_state=0)
+        for _ in range(2):
+            for start in range(0, len(Xs), 2500):
+                reg.partial_fit(Xs[start:start + 2500], ys[start:start + 2500])
+        models.append(reg)
+    a, b = models
+    assert a.n_iter_ == b.n_iter_ == 8
+    np.testing.assert_array_equal(a.coef_.toarray(), b.coef_.toarray())
+    np.testing.assert_array_equal(a.predict(Xt), b.predict(Xt))
+
+
+def test_partial_fit_continues_fit_and_checks_features(planted):
+    X, y, _, _ = planted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = SparseMLPRegressor(20, hidden_layer_sizes=(50,), max_iter=3, random_state=0).fit(X, y)
+    n_iter = reg.n_iter_
+    reg.partial_fit(X[:500], y[:500])
+    assert reg.n_iter_ == n_iter + 1 and reg.n_nonzero_ <= 20
+    with pytest.raises(ValueError, match="features"):
+        reg.partial_fit(X[:10, :5], y[:10])
+
+
+def test_fit_with_batch_size_runs_epochs(planted_large):
+    X, y, Xt, yt = planted_large
+    reg = SparseMLPRegressor(20, hidden_layer_sizes=(50,), batch_size=1000, random_state=0).fit(X, y)
+    assert len(reg.loss_curve_) == reg.n_iter_ < 100
+    assert psnr_score(yt, reg.predict(Xt)) >= 40
+    # Reproducible: the epochs are shuffled from random_state.
+    again = SparseMLPRegressor(20, hidden_layer_sizes=(50,), batch_size=1000, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(reg.predict(Xt), again.predict(Xt))

@@ -1,0 +1,1253 @@
+"""Row blocks: the row-indexed state of a fit and the questions it answers.
+
+Everything the solver needs from the data is a sum over rows.  A
+``RowBlocks`` object owns the rows: ``X`` (a dense C-ordered array, or CSR
+data/indices/indptr, never densified), targets ``Y`` (n x k), normalised
+sample weights and a cache of activation patterns.  It answers only
+questions whose answers do not grow with ``n``:
+
+* the loss at given outputs and the output intercept's statistics;
+* the gradient for a chunk of gates (k x q x c);
+* the gradient on a support (s), the normal equations of a support (s x s);
+* per-unit keys of activation patterns (to merge units with one pattern) and
+  the scores that choose a sequential gate's sign.
+
+Outputs ``F`` (n x k) are the one row-indexed thing that travels between
+calls: the solver holds them as opaque handles and hands them back; it never
+reads a row.
+
+Determinism.  The rows are cut into blocks whose boundaries depend on ``n``
+only (``block_starts``); each block's partial answer is computed the same
+way whatever the number of threads (its tiles in order; threads split work
+*between* blocks, between column panels or between independent rows), and
+partial answers are added in block order.  A fit is therefore bit-identical
+for any ``n_jobs``, and a reduction over the same blocks held elsewhere (a
+minibatch, a dask partition) gives the same sums.
+
+Notation: ``d`` features, ``q = d + 1`` inputs when hidden biases are fitted
+(the constant input is implicit: never stored, its gate and weight entries
+sit at input index ``d``), ``k`` outputs, ``m`` units of a request.
+"""
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from numba import njit, prange, types
+from numba.extending import overload
+
+from ._gates import serial_kernel
+from ._losses import (
+    LOGISTIC,
+    SOFTMAX,
+    SQUARED,
+    row_probabilities,
+    hessian_rows,
+    hessian_rows_serial,
+    intercept_sums,
+    intercept_sums_serial,
+    loss_sums,
+    loss_sums_serial,
+    newton_intercept,
+    ordered_sum,
+    outputs_row,
+    residual_rows,
+    residual_rows_serial,
+    row_loss,
+)
+
+TILE = 256  # rows per tile: a tile's products stay in a core's cache
+MIN_BLOCK_ROWS = 2048
+MAX_BLOCKS = 16
+SUB = 256  # gates per task of the gradient pass
+PANEL = 128  # least columns of the normal equations per task
+CACHE_BYTES = 32 << 20  # bit-packed activation patterns kept per RowBlocks
+MAX_SLOTS = 4096  # and at most this many units
+
+
+def block_starts(n):
+    """Row-block boundaries: a function of ``n`` alone (multiples of TILE)."""
+    rows = max(MIN_BLOCK_ROWS, -(-int(n) // MAX_BLOCKS))
+    rows = -(-rows // TILE) * TILE
+    return np.append(np.arange(0, n, rows, dtype=np.int64), np.int64(n))
+
+
+# --------------------------------------------------------------------------
+# access to the rows of X: a dense C-ordered array, or (data, indices,
+# indptr, d) for CSR.  Each kernel below is written once and compiled for
+# both (the overloads pick the code by the argument's type).
+# --------------------------------------------------------------------------
+def _n_features(Xs):  # pragma: no cover - replaced by the overload in numba
+    pass
+
+
+def _rows_dot(Xs, i0, i1, A, out):  # pragma: no cover
+    pass
+
+
+def _rows_tdot(Xs, i0, i1, M, out):  # pragma: no cover
+    pass
+
+
+def _row_span(Xs, i):  # pragma: no cover
+    pass
+
+
+def _nz(Xs, i, t):  # pragma: no cover
+    pass
+
+
+@overload(_n_features, inline="always")
+def _ov_n_features(Xs):
+    if isinstance(Xs, types.Array):
+        return lambda Xs: Xs.shape[1]
+    return lambda Xs: Xs[3]
+
+
+@overload(_rows_dot, inline="always")
+def _ov_rows_dot(Xs, i0, i1, A, out):
+    """``out[:nb] = X[i0:i1] @ A`` (A: d x w, X's dtype)."""
+    if isinstance(Xs, types.Array):
+        def dense(Xs, i0, i1, A, out):
+            np.dot(Xs[i0:i1], A, out[: i1 - i0])
+        return dense
+
+    def csr(Xs, i0, i1, A, out):
+        data, indices, indptr = Xs[0], Xs[1], Xs[2]
+        w = A.shape[1]
+        for ii in range(i1 - i0):
+            for j in range(w):
+                out[ii, j] = 0.0
+            for t in range(indptr[i0 + ii], indptr[i0 + ii + 1]):
+                x = data[t]
+                f = indices[t]
+                for j in range(w):
+                    out[ii, j] += x * A[f, j]
+    return csr
+
+
+@overload(_rows_tdot, inline="always")
+def _ov_rows_tdot(Xs, i0, i1, M, out):
+    """``out = X[i0:i1].T @ M[:nb]`` (d x w)."""
+    if isinstance(Xs, types.Array):
+        def dense(Xs, i0, i1, M, out):
+            np.dot(Xs[i0:i1].T, M[: i1 - i0], out)
+        return dense
+
+    def csr(Xs, i0, i1, M, out):
+        data, indices, indptr = Xs[0], Xs[1], Xs[2]
+        w = M.shape[1]
+        out[:] = 0.0
+        for ii in range(i1 - i0):
+            for t in range(indptr[i0 + ii], indptr[i0 + ii + 1]):
+                x = data[t]
+                f = indices[t]
+                for j in range(w):
+                    out[f, j] += x * M[ii, j]
+    return csr
+
+
+@overload(_row_span, inline="always")
+def _ov_row_span(Xs, i):
+    if isinstance(Xs, types.Array):
+        return lambda Xs, i: (0, Xs.shape[1])
+    return lambda Xs, i: (Xs[2][i], Xs[2][i + 1])
+
+
+@overload(_nz, inline="always")
+def _ov_nz(Xs, i, t):
+    """(feature, value) of the t-th stored entry of row i."""
+    if isinstance(Xs, types.Array):
+        return lambda Xs, i, t: (t, Xs[i, t])
+    return lambda Xs, i, t: (Xs[1][t], Xs[0][t])
+
+
+def _xt_buffer(Xs):  # pragma: no cover
+    pass
+
+
+def _tile_transpose(Xs, i0, i1, XT):  # pragma: no cover
+    pass
+
+
+def _hidden_entries(Xs, i0, i1, XT, feat_ptr, f_col, f_val, HidT):  # pragma: no cover
+    pass
+
+
+def _entry_gradient(Xs, i0, i1, XT, RhT, feat_ptr, f_col, f_ent, acc):  # pragma: no cover
+    pass
+
+
+def _feature_bases(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT):  # pragma: no cover
+    pass
+
+
+# Dense tiles are transposed once (XT, d x TILE) so that the work per
+# first-layer entry is a contiguous loop over the tile's rows; CSR tiles are
+# scattered row by row, touching only stored entries.
+@overload(_xt_buffer, inline="always")
+def _ov_xt_buffer(Xs):
+    if isinstance(Xs, types.Array):
+        return lambda Xs: np.empty((Xs.shape[1], TILE), dtype=Xs.dtype)
+    return lambda Xs: np.empty((1, 1), dtype=Xs[0].dtype)
+
+
+@overload(_tile_transpose, inline="always")
+def _ov_tile_transpose(Xs, i0, i1, XT):
+    if isinstance(Xs, types.Array):
+        def dense(Xs, i0, i1, XT):
+            for i in range(i1 - i0):
+                for f in range(Xs.shape[1]):
+                    XT[f, i] = Xs[i0 + i, f]
+        return dense
+    return lambda Xs, i0, i1, XT: None
+
+
+@overload(_hidden_entries, inline="always")
+def _ov_hidden_entries(Xs, i0, i1, XT, feat_ptr, f_col, f_val, HidT):
+    """``HidT[c, i] += x_i,f v`` for the entries (f, c, v) listed by feature."""
+    if isinstance(Xs, types.Array):
+        def dense(Xs, i0, i1, XT, feat_ptr, f_col, f_val, HidT):
+            nb = i1 - i0
+            for f in range(Xs.shape[1]):
+                for e in range(feat_ptr[f], feat_ptr[f + 1]):
+                    c = f_col[e]
+                    v = f_val[e]
+                    for i in range(nb):
+                        HidT[c, i] += v * XT[f, i]
+        return dense
+
+    def csr(Xs, i0, i1, XT, feat_ptr, f_col, f_val, HidT):
+        data, indices, indptr = Xs[0], Xs[1], Xs[2]
+        for i in range(i1 - i0):
+            for t in range(indptr[i0 + i], indptr[i0 + i + 1]):
+                f = indices[t]
+                x = data[t]
+                for e in range(feat_ptr[f], feat_ptr[f + 1]):
+                    HidT[f_col[e], i] += x * f_val[e]
+    return csr
+
+
+@overload(_entry_gradient, inline="always")
+def _ov_entry_gradient(Xs, i0, i1, XT, RhT, feat_ptr, f_col, f_ent, acc):
+    """``acc[ent] += sum_i x_i,f RhT[c, i]`` for the entries (f, c, ent) listed by feature."""
+    if isinstance(Xs, types.Array):
+        def dense(Xs, i0, i1, XT, RhT, feat_ptr, f_col, f_ent, acc):
+            nb = i1 - i0
+            for f in range(Xs.shape[1]):
+                for e in range(feat_ptr[f], feat_ptr[f + 1]):
+                    c = f_col[e]
+                    tot = 0.0
+                    for i in range(nb):
+                        tot += XT[f, i] * RhT[c, i]
+                    acc[f_ent[e]] += tot
+        return dense
+
+    def csr(Xs, i0, i1, XT, RhT, feat_ptr, f_col, f_ent, acc):
+        data, indices, indptr = Xs[0], Xs[1], Xs[2]
+        for i in range(i1 - i0):
+            for t in range(indptr[i0 + i], indptr[i0 + i + 1]):
+                f = indices[t]
+                x = data[t]
+                for e in range(feat_ptr[f], feat_ptr[f + 1]):
+                    acc[f_ent[e]] += x * RhT[f_col[e], i]
+    return csr
+
+
+@overload(_feature_bases, inline="always")
+def _ov_feature_bases(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT):
+    """``AT[u, i] = x_i,f D[unit(u), i]`` for the bases u listed by feature f
+    (rows of AT pre-zeroed)."""
+    if isinstance(Xs, types.Array):
+        def dense(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT):
+            nb = i1 - i0
+            for f in range(Xs.shape[1]):
+                for e in range(fb_ptr[f], fb_ptr[f + 1]):
+                    u = fb_idx[e]
+                    a = b_unit[u]
+                    for i in range(nb):
+                        AT[u, i] = XT[f, i] if DT[a, i] else 0.0
+        return dense
+
+    def csr(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT):
+        data, indices, indptr = Xs[0], Xs[1], Xs[2]
+        for i in range(i1 - i0):
+            for t in range(indptr[i0 + i], indptr[i0 + i + 1]):
+                f = indices[t]
+                for e in range(fb_ptr[f], fb_ptr[f + 1]):
+                    u = fb_idx[e]
+                    if DT[b_unit[u], i]:
+                        AT[u, i] = data[t]
+    return csr
+
+
+# --------------------------------------------------------------------------
+# tile helpers
+# --------------------------------------------------------------------------
+@njit(cache=True)
+def _tile_scores(Xs, i0, i1, Hs, hb, Z):
+    """``Z[:nb] = X[i0:i1] @ Hs + hb``: pre-activations of a tile (X's dtype)."""
+    _rows_dot(Xs, i0, i1, Hs, Z)
+    for i in range(i1 - i0):
+        for j in range(Hs.shape[1]):
+            Z[i, j] += hb[j]
+
+
+@njit(cache=True)
+def _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT):
+    """``DT[a, :nb]``: activation pattern of unit a on rows i0:i1, read from the
+    bit-packed cache (slot ``u_slot[a] >= 0``) or computed from its gate
+    (column ``nc_col[a]`` of ``Hnc``)."""
+    nb = i1 - i0
+    if Hnc.shape[1] > 0:
+        _tile_scores(Xs, i0, i1, Hnc, hbnc, Znc)
+    for a in range(u_slot.shape[0]):
+        sl = u_slot[a]
+        if sl >= 0:
+            for i in range(nb):
+                r = i0 + i
+                DT[a, i] = (bits[r >> 3, sl] >> (r & 7)) & 1
+        else:
+            c = nc_col[a]
+            for i in range(nb):
+                DT[a, i] = 1 if Znc[i, c] >= 0 else 0
+
+
+@njit(cache=True)
+def _tile_hidden(Xs, i0, i1, has_bias, XT, DT, feat_ptr, f_col, f_val, col_unit, HidT):
+    """Hidden columns of a tile, ``HidT[r, i] = D[unit(r), i] sum_e x_i,f(e) v_e``
+    over the first-layer entries e of column r (listed by input feature);
+    zero beyond the tile's rows."""
+    d = _n_features(Xs)
+    nb = i1 - i0
+    HidT[:] = 0.0
+    _hidden_entries(Xs, i0, i1, XT, feat_ptr, f_col, f_val, HidT)
+    if has_bias:
+        for e in range(feat_ptr[d], feat_ptr[d + 1]):
+            c = f_col[e]
+            v = f_val[e]
+            for i in range(nb):
+                HidT[c, i] += v
+    for r in range(col_unit.shape[0]):
+        a = col_unit[r]
+        for i in range(nb):
+            if DT[a, i] == 0:
+                HidT[r, i] = 0.0
+
+
+@njit(cache=True)
+def _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, fb_ptr, fb_idx, hidden, feat_ptr, f_col, f_val,
+                col_unit, HidT, AT):
+    """``AT[u, :nb]``: Jacobian base column u on a tile, ``D[b_unit[u]] x_f``
+    for a first-layer entry (listed by feature f in ``fb_ptr``/``fb_idx``, the
+    constant input at f = d), or the hidden column ``b_hcol[u] >= 0``; zero
+    beyond the tile's rows."""
+    d = _n_features(Xs)
+    nb = i1 - i0
+    AT[:] = 0.0
+    _feature_bases(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT)
+    if has_bias:
+        for e in range(fb_ptr[d], fb_ptr[d + 1]):
+            u = fb_idx[e]
+            a = b_unit[u]
+            for i in range(nb):
+                AT[u, i] = DT[a, i]
+    if hidden:
+        _tile_hidden(Xs, i0, i1, has_bias, XT, DT, feat_ptr, f_col, f_val, col_unit, HidT)
+        for u in range(b_unit.shape[0]):
+            h = b_hcol[u]
+            if h >= 0:
+                for i in range(nb):
+                    AT[u, i] = HidT[h, i]
+
+
+# --------------------------------------------------------------------------
+# kernels
+# --------------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def _gradient_chunk(Xs, starts, R, H, has_bias, P):
+    """Partial gradients of one chunk of gates, per row block.
+
+    ``P[b, l, f, j] = sum_{i in block b} x_if 1[x_i . h_j >= 0] R[i, l]`` for
+    the gates ``H`` (q x c).  Tasks are (block, group of SUB gates): every
+    entry is computed by one task, over its block's tiles in order, with
+    single-threaded BLAS: two products per tile, the masked residual between.
+    """
+    d = _n_features(Xs)
+    q, c = H.shape
+    k = R.shape[1]
+    n_sub = (c + SUB - 1) // SUB
+    for task in prange((starts.shape[0] - 1) * n_sub):
+        b = task // n_sub
+        c0 = (task % n_sub) * SUB
+        w = min(c, c0 + SUB) - c0
+        Hs = np.empty((d, w), dtype=H.dtype)
+        hb = np.zeros(w, dtype=H.dtype)
+        for f in range(d):
+            for j in range(w):
+                Hs[f, j] = H[f, c0 + j]
+        if has_bias:
+            for j in range(w):
+                hb[j] = H[d, c0 + j]
+        acc = np.zeros((k, q, w))
+        Z = np.empty((TILE, w), dtype=H.dtype)
+        M = np.empty((TILE, w), dtype=H.dtype)
+        Gt = np.empty((d, w), dtype=H.dtype)
+        for i0 in range(starts[b], starts[b + 1], TILE):
+            i1 = min(starts[b + 1], i0 + TILE)
+            nb = i1 - i0
+            _tile_scores(Xs, i0, i1, Hs, hb, Z)
+            for l in range(k):
+                for i in range(nb):
+                    r = R[i0 + i, l]
+                    for j in range(w):
+                        M[i, j] = r if Z[i, j] >= 0 else 0.0
+                _rows_tdot(Xs, i0, i1, M, Gt)
+                for f in range(d):
+                    for j in range(w):
+                        acc[l, f, j] += Gt[f, j]
+                if has_bias:
+                    for i in range(nb):
+                        for j in range(w):
+                            acc[l, d, j] += M[i, j]
+        for l in range(k):
+            for f in range(q):
+                for j in range(w):
+                    P[b, l, f, c0 + j] = acc[l, f, j]
+
+
+@njit(cache=True, parallel=True)
+def _fill_patterns(Xs, n, Hs, hb, bits, slots):
+    """Bit-packed patterns ``1[X h_a >= 0]`` of gates ``Hs`` (d x m) into the
+    cache columns ``slots`` (rows are independent)."""
+    m = Hs.shape[1]
+    for t in prange((n + TILE - 1) // TILE):
+        i0 = t * TILE
+        i1 = min(n, i0 + TILE)
+        nb = i1 - i0
+        Z = np.empty((TILE, m), dtype=Hs.dtype)
+        _tile_scores(Xs, i0, i1, Hs, hb, Z)
+        for a in range(m):
+            sl = slots[a]
+            for byte in range((nb + 7) // 8):
+                v = 0
+                for bit in range(8):
+                    i = byte * 8 + bit
+                    if i < nb and Z[i, a] >= 0:
+                        v |= 1 << bit
+                bits[(i0 >> 3) + byte, sl] = np.uint8(v)
+
+
+@njit(cache=True, parallel=True)
+def _forward(Xs, n, has_bias, bits, u_slot, Hnc, hbnc, nc_col, feat_ptr, f_col, f_val, col_unit, Vout, F):
+    """``F = (D o (X W)) Vout``: the outputs of a network (rows are independent).
+
+    Column r of the hidden layer belongs to unit ``col_unit[r]`` and gathers
+    the first-layer entries listed by feature in ``feat_ptr``/``f_col``/``f_val``;
+    ``Vout`` (R x k) maps hidden columns to outputs.
+    """
+    m = u_slot.shape[0]
+    for t in prange((n + TILE - 1) // TILE):
+        i0 = t * TILE
+        i1 = min(n, i0 + TILE)
+        DT = np.empty((m, TILE), dtype=np.uint8)
+        Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
+        XT = _xt_buffer(Xs)
+        HidT = np.empty((col_unit.shape[0], TILE))
+        _tile_transpose(Xs, i0, i1, XT)
+        _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
+        _tile_hidden(Xs, i0, i1, has_bias, XT, DT, feat_ptr, f_col, f_val, col_unit, HidT)
+        out = np.dot(HidT.T, Vout)
+        for i in range(i1 - i0):
+            for l in range(F.shape[1]):
+                F[i0 + i, l] = out[i, l]
+
+
+@njit(cache=True, parallel=True)
+def _support_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, feat_ptr, f_col, f_val, f_ent,
+                      col_unit, Vout, R, with_v, gP, vP):
+    """Per block: the gradient of every first-layer entry ``e`` (in the order
+    of ``f_ent``), ``sum_i x_i,f(e) D_i,unit(e) (R_i . Vout[col(e)])``, and if
+    ``with_v`` the output-layer gradient ``Hid^T R`` (R x k)."""
+    d = _n_features(Xs)
+    m = u_slot.shape[0]
+    n_col = col_unit.shape[0]
+    k = R.shape[1]
+    for b in prange(starts.shape[0] - 1):
+        acc = np.zeros(gP.shape[1])
+        accv = np.zeros((n_col, k))
+        DT = np.empty((m, TILE), dtype=np.uint8)
+        Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
+        XT = _xt_buffer(Xs)
+        HidT = np.empty((n_col, TILE))
+        Rt = np.zeros((TILE, k))
+        for i0 in range(starts[b], starts[b + 1], TILE):
+            i1 = min(starts[b + 1], i0 + TILE)
+            nb = i1 - i0
+            _tile_transpose(Xs, i0, i1, XT)
+            _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
+            Rt[:] = 0.0
+            Rt[:nb] = R[i0:i1]
+            RhT = np.dot(Vout, Rt.T)  # R x TILE: the residual seen by each hidden column
+            for r in range(n_col):
+                a = col_unit[r]
+                for i in range(nb):
+                    if DT[a, i] == 0:
+                        RhT[r, i] = 0.0
+            _entry_gradient(Xs, i0, i1, XT, RhT, feat_ptr, f_col, f_ent, acc)
+            if has_bias:
+                for e in range(feat_ptr[d], feat_ptr[d + 1]):
+                    c = f_col[e]
+                    tot = 0.0
+                    for i in range(nb):
+                        tot += RhT[c, i]
+                    acc[f_ent[e]] += tot
+            if with_v:
+                _tile_hidden(Xs, i0, i1, has_bias, XT, DT, feat_ptr, f_col, f_val, col_unit, HidT)
+                accv += np.dot(HidT, Rt)
+        gP[b] = acc
+        vP[b] = accv
+
+
+@njit(cache=True, parallel=True)
+def _unit_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, Ud, ub, V, R, uP, vP):
+    """Per block, for units with dense first-layer weights ``[Ud; ub]`` (q x m)
+    and output weights ``V`` (m x k): the first-layer gradient
+    ``X^T (D o (R V^T))`` (q x m) and the output gradient ``(D o X U)^T R``."""
+    d = _n_features(Xs)
+    m = u_slot.shape[0]
+    k = R.shape[1]
+    VT = np.ascontiguousarray(V.T)
+    for b in prange(starts.shape[0] - 1):
+        accu = np.zeros((d + 1, m))
+        accv = np.zeros((m, k))
+        DT = np.empty((m, TILE), dtype=np.uint8)
+        Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
+        Zh = np.empty((TILE, m), dtype=Ud.dtype)
+        M = np.empty((TILE, m), dtype=Ud.dtype)
+        Gt = np.empty((d, m), dtype=Ud.dtype)
+        Rh = np.empty((TILE, m))
+        for i0 in range(starts[b], starts[b + 1], TILE):
+            i1 = min(starts[b + 1], i0 + TILE)
+            nb = i1 - i0
+            _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
+            _tile_scores(Xs, i0, i1, Ud, ub, Zh)
+            np.dot(R[i0:i1], VT, Rh[:nb])
+            for i in range(nb):
+                for j in range(m):
+                    on = DT[j, i] != 0
+                    M[i, j] = Rh[i, j] if on else 0.0
+                    if on:
+                        h = np.float64(Zh[i, j])
+                        for l in range(k):
+                            accv[j, l] += h * R[i0 + i, l]
+            _rows_tdot(Xs, i0, i1, M, Gt)
+            for f in range(d):
+                for j in range(m):
+                    accu[f, j] += Gt[f, j]
+            if has_bias:
+                for i in range(nb):
+                    for j in range(m):
+                        accu[d, j] += M[i, j]
+        uP[b] = accu[: uP.shape[1]]
+        vP[b] = accv
+
+
+@njit(cache=True)
+def _panel_width(S):
+    """Columns per task of the normal equations: a function of S alone (so
+    that every entry is computed the same way for any number of threads);
+    about eight panels of at least PANEL columns (each task forms the whole
+    tile of Jacobian columns, so few wide panels)."""
+    return max(PANEL, -(-S // 8))
+
+
+@njit(cache=True, parallel=True)
+def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit, b_hcol, fb_ptr, fb_idx,
+                      feat_ptr, f_col, f_val, col_unit, w, Y, b_out, G, Bv, Cv):
+    """Weighted normal equations of a set of columns of the network's Jacobian.
+
+    Column u is ``a_u`` of ``_tile_bases``.  Accumulates
+    ``G += A^T diag(w) A``, ``Bv[u] += sum_i w_i a_iu Y[i, b_out[u]]`` and
+    ``Cv += A^T w``.  Tasks are panels of PANEL columns of G; each runs over
+    the blocks in order (a block's sum, then added), its tiles in order.
+    """
+    m = u_slot.shape[0]
+    S = b_unit.shape[0]
+    hidden = False
+    for u in range(S):
+        if b_hcol[u] >= 0:
+            hidden = True
+    width = _panel_width(S)
+    for pn in prange((S + width - 1) // width):
+        c0 = pn * width
+        pw = min(S, c0 + width) - c0
+        AT = np.empty((S, TILE))
+        WAT = np.empty((pw, TILE))
+        Gb = np.empty((S, pw))
+        Bb = np.empty(pw)
+        Cb = np.empty(pw)
+        DT = np.empty((m, TILE), dtype=np.uint8)
+        Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
+        XT = _xt_buffer(Xs)
+        HidT = np.empty((col_unit.shape[0], TILE))
+        for b in range(starts.shape[0] - 1):
+            Gb[:] = 0.0
+            Bb[:] = 0.0
+            Cb[:] = 0.0
+            for i0 in range(starts[b], starts[b + 1], TILE):
+                i1 = min(starts[b + 1], i0 + TILE)
+                nb = i1 - i0
+                _tile_transpose(Xs, i0, i1, XT)
+                _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
+                _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, fb_ptr, fb_idx, hidden, feat_ptr, f_col,
+                            f_val, col_unit, HidT, AT)
+                WAT[:] = 0.0
+                for j in range(pw):
+                    lo = b_out[c0 + j]
+                    bs = 0.0
+                    cs = 0.0
+                    for i in range(nb):
+                        v = w[i0 + i] * AT[c0 + j, i]
+                        WAT[j, i] = v
+                        bs += v * Y[i0 + i, lo]
+                        cs += v
+                    Bb[j] += bs
+                    Cb[j] += cs
+                Gb += np.dot(AT, WAT.T)
+            for u in range(S):
+                for j in range(pw):
+                    G[u, c0 + j] += Gb[u, j]
+            for j in range(pw):
+                Bv[c0 + j] += Bb[j]
+                Cv[c0 + j] += Cb[j]
+
+
+@njit(cache=True, parallel=True)
+def _newton_matrix(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit, b_hcol, fb_ptr, fb_idx,
+                   feat_ptr, f_col, f_val, col_unit, coef, kind, F, b0, sw, G, Cm):
+    """Curvature of the loss along Jacobian columns with output coefficients.
+
+    Column e of the Jacobian is ``a_e c_e^T`` (rows x outputs): base column
+    ``a_e`` (as in ``_normal_equations``) times the coefficients ``coef[e]``
+    (k).  Accumulates ``G += sum_i J_i^T H_i J_i`` (S x S) and
+    ``Cm += sum_i J_i^T H_i`` (S x k), with ``H_i`` the exact k x k Hessian of
+    row i's weighted loss in its outputs (``sw_i diag(p) - sw_i p p^T`` for
+    the softmax).  Panels of G in parallel, blocks in order inside.
+    """
+    m = u_slot.shape[0]
+    S = b_unit.shape[0]
+    k = F.shape[1]
+    hidden = False
+    for u in range(S):
+        if b_hcol[u] >= 0:
+            hidden = True
+    width = _panel_width(S)
+    for pn in prange((S + width - 1) // width):
+        c0 = pn * width
+        pw = min(S, c0 + width) - c0
+        AT = np.empty((S, TILE))
+        ALT = np.empty((S, TILE))
+        WAT = np.empty((pw, TILE))
+        Gb = np.empty((S, pw))
+        Cb = np.empty((pw, k))
+        DT = np.empty((m, TILE), dtype=np.uint8)
+        Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
+        XT = _xt_buffer(Xs)
+        HidT = np.empty((col_unit.shape[0], TILE))
+        Wt = np.zeros((k, TILE))  # per-row diagonal weights
+        P = np.zeros((k, TILE))
+        f = np.empty(k)
+        p = np.empty(k)
+        for b in range(starts.shape[0] - 1):
+            Gb[:] = 0.0
+            Cb[:] = 0.0
+            for i0 in range(starts[b], starts[b + 1], TILE):
+                i1 = min(starts[b + 1], i0 + TILE)
+                nb = i1 - i0
+                _tile_transpose(Xs, i0, i1, XT)
+                _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
+                _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, fb_ptr, fb_idx, hidden, feat_ptr, f_col,
+                            f_val, col_unit, HidT, AT)
+                for i in range(nb):
+                    wi = sw[i0 + i]
+                    if kind == SQUARED:
+                        for l in range(k):
+                            Wt[l, i] = wi
+                    else:
+                        outputs_row(F, b0, i0 + i, f)
+                        row_probabilities(kind, f, p)
+                        for l in range(k):
+                            P[l, i] = p[l]
+                            Wt[l, i] = wi * p[l] * (1.0 - p[l]) if kind == LOGISTIC else wi * p[l]
+                # Diagonal part: sum_l (A c_l)^T diag(W_l) (A c_l).
+                for l in range(k):
+                    WAT[:] = 0.0
+                    for u in range(S):
+                        cu = coef[u, l]
+                        for i in range(nb):
+                            ALT[u, i] = AT[u, i] * cu
+                        for i in range(nb, TILE):
+                            ALT[u, i] = 0.0
+                    for j in range(pw):
+                        tot = 0.0
+                        for i in range(nb):
+                            v = Wt[l, i] * ALT[c0 + j, i]
+                            WAT[j, i] = v
+                            tot += v
+                        Cb[j, l] += tot
+                    Gb += np.dot(ALT, WAT.T)
+                if kind == SOFTMAX:
+                    # Rank-one part of each row: -sw_i (A (c p_i))^T (A (c p_i)).
+                    WAT[:] = 0.0
+                    for u in range(S):
+                        for i in range(nb):
+                            cp = 0.0
+                            for l in range(k):
+                                cp += coef[u, l] * P[l, i]
+                            ALT[u, i] = AT[u, i] * cp
+                        for i in range(nb, TILE):
+                            ALT[u, i] = 0.0
+                    for j in range(pw):
+                        for i in range(nb):
+                            WAT[j, i] = sw[i0 + i] * ALT[c0 + j, i]
+                        for l in range(k):
+                            tot = 0.0
+                            for i in range(nb):
+                                tot += WAT[j, i] * P[l, i]
+                            Cb[j, l] -= tot
+                    Gb -= np.dot(ALT, WAT.T)
+            for u in range(S):
+                for j in range(pw):
+                    G[u, c0 + j] += Gb[u, j]
+            for j in range(pw):
+                for l in range(k):
+                    Cm[c0 + j, l] += Cb[j, l]
+
+
+@njit(cache=True)
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, parallel=True)
+def _pattern_keys(Xs, starts, bits, u_slot, Hnc, hbnc, nc_col, sw, KP, CP):
+    """Per block and unit: two 64-bit hashes of the activation pattern on the
+    rows of positive weight, and the number of those rows where it is on."""
+    m = u_slot.shape[0]
+    for b in prange(starts.shape[0] - 1):
+        DT = np.empty((m, TILE), dtype=np.uint8)
+        Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
+        h1 = np.full(m, np.uint64(0x243F6A8885A308D3))
+        h2 = np.full(m, np.uint64(0x13198A2E03707344))
+        word = np.zeros(m, dtype=np.uint64)
+        cnt = np.zeros(m, dtype=np.int64)
+        nbits = 0
+        for i0 in range(starts[b], starts[b + 1], TILE):
+            i1 = min(starts[b + 1], i0 + TILE)
+            _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
+            for i in range(i1 - i0):
+                if sw[i0 + i] > 0:
+                    for a in range(m):
+                        if DT[a, i]:
+                            word[a] |= np.uint64(1) << np.uint64(nbits)
+                            cnt[a] += 1
+                    nbits += 1
+                    if nbits == 64:
+                        for a in range(m):
+                            h1[a] = _mix64(h1[a] ^ word[a])
+                            h2[a] = _mix64(h2[a] + word[a] * np.uint64(0x9E3779B97F4A7C15))
+                            word[a] = 0
+                        nbits = 0
+        for a in range(m):
+            if nbits > 0:
+                h1[a] = _mix64(h1[a] ^ word[a])
+                h2[a] = _mix64(h2[a] + word[a] * np.uint64(0x9E3779B97F4A7C15))
+            KP[b, a, 0] = _mix64(h1[a] + np.uint64(nbits))
+            KP[b, a, 1] = h2[a]
+            CP[b, a] = cnt[a]
+
+
+@njit(cache=True)
+def _combine_keys(KP, CP):
+    """Keys of whole patterns from the blocks' keys, in block order."""
+    B, m = CP.shape
+    keys = np.zeros((m, 2), dtype=np.uint64)
+    counts = np.zeros(m, dtype=np.int64)
+    for b in range(B):
+        for a in range(m):
+            keys[a, 0] = _mix64(keys[a, 0] ^ KP[b, a, 0])
+            keys[a, 1] = _mix64(keys[a, 1] + KP[b, a, 1] * np.uint64(0xD6E8FEB86659FD93))
+            counts[a] += CP[b, a]
+    return keys, counts
+
+
+@njit(cache=True, parallel=True)
+def _sign_scores(Xs, starts, bits, u_slot, Hnc, hbnc, nc_col, Wd, wb, Ud, ub, kind, F, b0, Y, sw, SP):
+    """Per block: the loss when each unit of a request swaps its current
+    pattern for ``1[+-X u_a >= 0]``, the others unchanged.
+
+    Unit a contributes ``P_a = X W_a`` (columns ``a k .. a k + k - 1`` of
+    ``[Wd; wb]``) under its current pattern; ``SP[b, a, 0]`` and ``SP[b, a, 1]``
+    are the block's losses with the pattern of ``+u_a`` and of ``-u_a``."""
+    m = u_slot.shape[0]
+    k = F.shape[1]
+    for b in prange(starts.shape[0] - 1):
+        DT = np.empty((m, TILE), dtype=np.uint8)
+        Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
+        P = np.empty((TILE, Wd.shape[1]), dtype=Wd.dtype)
+        Zu = np.empty((TILE, m), dtype=Ud.dtype)
+        f = np.empty(k)
+        acc = np.zeros((m, 2))
+        for i0 in range(starts[b], starts[b + 1], TILE):
+            i1 = min(starts[b + 1], i0 + TILE)
+            _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
+            _tile_scores(Xs, i0, i1, Wd, wb, P)
+            _tile_scores(Xs, i0, i1, Ud, ub, Zu)
+            for i in range(i1 - i0):
+                wi = sw[i0 + i]
+                if wi == 0.0:
+                    continue
+                for a in range(m):
+                    for sgn in range(2):
+                        z = Zu[i, a] if sgn == 0 else -Zu[i, a]
+                        on = 1.0 if z >= 0 else 0.0
+                        delta = on - DT[a, i]
+                        for l in range(k):
+                            f[l] = F[i0 + i, l] + b0[l] + delta * P[i, a * k + l]
+                        acc[a, sgn] += wi * row_loss(kind, f, Y[i0 + i])
+        SP[b] = acc
+
+
+@njit(cache=True, parallel=True)
+def _moments(F, shift, sw, starts, sq, lin):
+    """Per block: ``sum sw_i ||F_i - shift||^2`` and ``sum sw_i F_i``."""
+    k = F.shape[1]
+    for b in prange(starts.shape[0] - 1):
+        acc = 0.0
+        for l in range(k):
+            lin[b, l] = 0.0
+        for i in range(starts[b], starts[b + 1]):
+            w = sw[i]
+            for l in range(k):
+                r = F[i, l] - shift[l]
+                acc += w * r * r
+                lin[b, l] += w * F[i, l]
+        sq[b] = acc
+
+
+_gradient_chunk_serial = serial_kernel(_gradient_chunk)
+_moments_serial = serial_kernel(_moments)
+_fill_patterns_serial = serial_kernel(_fill_patterns)
+_forward_serial = serial_kernel(_forward)
+_support_gradient_serial = serial_kernel(_support_gradient)
+_unit_gradient_serial = serial_kernel(_unit_gradient)
+_normal_equations_serial = serial_kernel(_normal_equations)
+_newton_matrix_serial = serial_kernel(_newton_matrix)
+_pattern_keys_serial = serial_kernel(_pattern_keys)
+_sign_scores_serial = serial_kernel(_sign_scores)
+
+
+def _pick(parallel, serial, tasks):
+    """The parallel kernel when there are several tasks and several threads."""
+    return parallel if tasks > 1 and numba.get_num_threads() > 1 else serial
+
+
+# --------------------------------------------------------------------------
+# what the solver passes to the blocks
+# --------------------------------------------------------------------------
+@dataclass
+class NetSpec:
+    """A network (or a direction in its weights) as the row blocks see it.
+
+    ``units`` (m,) with their gates (q x m, float64) give the activation
+    patterns; first-layer entries ``(e_unit, e_feat, e_col, e_val)`` feed
+    hidden column ``e_col`` of unit ``e_unit`` from input ``e_feat``; hidden
+    column r belongs to unit ``col_unit[r]`` and reaches the outputs through
+    row r of ``Vout`` (R x k).  Fused weights have one hidden column per
+    (unit, output) pair and one-hot rows in ``Vout``; the factored network
+    has one column per unit and ``Vout = V``.
+    """
+
+    units: np.ndarray
+    gates: np.ndarray
+    e_unit: np.ndarray
+    e_feat: np.ndarray
+    e_col: np.ndarray
+    e_val: np.ndarray
+    col_unit: np.ndarray
+    Vout: np.ndarray
+
+    def by_feature(self, q):
+        """Entries grouped by input: (ptr (q+1), column, value, entry index)."""
+        order = np.argsort(self.e_feat, kind="stable")
+        ptr = np.zeros(q + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.e_feat, minlength=q), out=ptr[1:])
+        return (ptr, np.ascontiguousarray(self.e_col[order], dtype=np.int64),
+                np.ascontiguousarray(self.e_val[order], dtype=np.float64), order.astype(np.int64))
+
+    def with_values(self, e_val, Vout=None):
+        """The same structure with other entry values (a direction)."""
+        return NetSpec(self.units, self.gates, self.e_unit, self.e_feat, self.e_col,
+                       np.asarray(e_val, dtype=np.float64), self.col_unit,
+                       self.Vout if Vout is None else Vout)
+
+
+class _PatternCache:
+    """Bit-packed activation patterns of recently used units.
+
+    Slot ``c`` holds the pattern of unit ``slot_unit[c]`` under the gate
+    ``slot_gate[:, c]``; a request whose gate differs recomputes it, so a
+    gate update needs no explicit invalidation.  Least recently used slots
+    are reused first; the cache grows on demand up to ``cache_bytes``, and
+    units beyond that are computed on the fly in each kernel's tiles.
+    """
+
+    def __init__(self, n, q, cache_bytes):
+        self.n_bytes = (n + 7) // 8
+        self.q = q
+        self.max_slots = int(min(MAX_SLOTS, cache_bytes // max(1, self.n_bytes)))
+        self.bits = np.zeros((self.n_bytes, 0), dtype=np.uint8, order="F")
+        self.slot_unit = np.zeros(0, dtype=np.int64)  # -1: free
+        self.slot_gate = np.zeros((q, 0))
+        self.slot_tick = np.zeros(0, dtype=np.int64)
+        self.tick = 0
+
+    def _grow(self, need):
+        """Room for ``need`` more slots than are free now (within the budget)."""
+        cap = self.bits.shape[1]
+        new_cap = min(self.max_slots, max(cap + need, 2 * cap, 32))
+        if need <= 0 or new_cap <= cap:
+            return
+        grown = np.zeros((self.n_bytes, new_cap), dtype=np.uint8, order="F")
+        grown[:, :cap] = self.bits
+        self.bits = grown
+        self.slot_unit = np.concatenate([self.slot_unit, np.full(new_cap - cap, -1, dtype=np.int64)])
+        self.slot_gate = np.concatenate([self.slot_gate, np.zeros((self.q, new_cap - cap))], axis=1)
+        self.slot_tick = np.concatenate([self.slot_tick, np.zeros(new_cap - cap, dtype=np.int64)])
+
+    def lookup(self, units, gates):
+        """(slot of each unit or -1, positions given a slot to fill, those slots)."""
+        self.tick += 1
+        m = units.shape[0]
+        slots = np.full(m, -1, dtype=np.int64)
+        none = np.zeros(0, dtype=np.int64)
+        if self.max_slots == 0 or m == 0:
+            return slots, none, none
+        # Each unit has at most one slot: the live slots sorted by unit.
+        live = np.flatnonzero(self.slot_unit >= 0)
+        if live.size:
+            order = live[np.argsort(self.slot_unit[live], kind="stable")]
+            pos = np.minimum(np.searchsorted(self.slot_unit[order], units), order.size - 1)
+            cand = order[pos]
+            hit = (self.slot_unit[cand] == units) & np.all(self.slot_gate[:, cand] == gates, axis=0)
+            slots[hit] = cand[hit]
+            self.slot_tick[cand[hit]] = self.tick
+            stale = cand[(self.slot_unit[cand] == units) & ~hit]  # old gates of these units
+            self.slot_unit[stale] = -1
+            self.slot_tick[stale] = 0
+        missing = np.flatnonzero(slots < 0)
+        if missing.size == 0:
+            return slots, none, none
+        self._grow(missing.size - int(np.count_nonzero(self.slot_tick < self.tick)))
+        # Free slots first, then least recently used (never one of this request's).
+        order = np.argsort(self.slot_tick, kind="stable")
+        order = order[self.slot_tick[order] < self.tick][: missing.size]
+        given = missing[: order.size]
+        self.slot_unit[order] = units[given]
+        self.slot_gate[:, order] = gates[:, given]
+        self.slot_tick[order] = self.tick
+        slots[given] = order
+        return slots, given, order.astype(np.int64)
+
+
+class RowBlocks:
+    """The rows of a fit (or of a prediction), cut into fixed row blocks.
+
+    Parameters
+    ----------
+    X : ndarray (n, d) or scipy sparse matrix
+        Float32 or float64.  Dense input is used in place when C-ordered;
+        sparse input is kept as CSR (never densified).
+    has_bias : bool
+        Whether the constant input (index ``d``) is part of the network.
+    Y : ndarray (n, k) or None
+        Targets (float64); None for prediction.
+    sample_weight : ndarray (n,) or None
+        Nonnegative weights; they are normalised to sum to one here, so that
+        every sum below is a weighted mean.
+    cache_bytes : int
+        Memory for cached activation patterns (0: recompute them each time).
+    """
+
+    def __init__(self, X, has_bias, Y=None, sample_weight=None, cache_bytes=CACHE_BYTES):
+        if sp.issparse(X):
+            X = sp.csr_matrix(X)
+            if not X.has_canonical_format:
+                X = X.copy()
+                X.sum_duplicates()
+            self.Xs = (X.data, X.indices, X.indptr, np.int64(X.shape[1]))
+            self.dtype = X.data.dtype
+        else:
+            X = np.ascontiguousarray(X)
+            self.Xs = X
+            self.dtype = X.dtype
+        self.is_sparse = sp.issparse(X)
+        self.n, self.d = X.shape
+        self.has_bias = bool(has_bias)
+        self.q = self.d + int(self.has_bias)
+        self.starts = block_starts(self.n)
+        self.n_blocks = self.starts.shape[0] - 1
+        self.Y = None if Y is None else np.ascontiguousarray(Y, dtype=np.float64)
+        self.k = None if Y is None else self.Y.shape[1]
+        if Y is not None:
+            sw = np.ones(self.n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+            total = sw.sum()
+            self.weight_total = float(total)
+            self.sw = np.ascontiguousarray(sw / total)
+        self.cache = _PatternCache(self.n, self.q, cache_bytes)
+
+    # ---- patterns ------------------------------------------------------
+    def _split_gates(self, H):
+        """(features part d x m in X's dtype, contiguous; bias row)."""
+        Hd = np.ascontiguousarray(H[: self.d], dtype=self.dtype)
+        hb = np.ascontiguousarray(H[self.d], dtype=self.dtype) if self.has_bias else np.zeros(H.shape[1], self.dtype)
+        return Hd, hb
+
+    def patterns(self, units, gates):
+        """Kernel arguments for the activation patterns of ``units`` under
+        ``gates`` (q x m): (bits, slot per unit, gates of uncached units
+        (d x m_nc) and their bias row, column of each unit among those)."""
+        units = np.asarray(units, dtype=np.int64)
+        gates = np.asarray(gates, dtype=np.float64).reshape(self.q, units.shape[0])
+        slots, given, given_slots = self.cache.lookup(units, gates)
+        if given.size:
+            Hd, hb = self._split_gates(gates[:, given])
+            kernel = _pick(_fill_patterns, _fill_patterns_serial, -(-self.n // TILE))
+            kernel(self.Xs, self.n, Hd, hb, self.cache.bits, given_slots)
+        nc = np.flatnonzero(slots < 0)
+        nc_col = np.full(units.shape[0], -1, dtype=np.int64)
+        nc_col[nc] = np.arange(nc.size)
+        Hnc, hbnc = self._split_gates(gates[:, nc])
+        return self.cache.bits, slots, Hnc, hbnc, nc_col
+
+    # ---- outputs and the loss -----------------------------------------
+    def zeros(self, k):
+        """Outputs of the empty network."""
+        return np.zeros((self.n, k))
+
+    def forward(self, spec):
+        """Outputs ``F`` (n x k, float64) of the network ``spec``, no intercept."""
+        k = spec.Vout.shape[1]
+        F = np.empty((self.n, k))
+        if spec.e_val.size == 0:
+            F[:] = 0.0
+            return F
+        pat = self.patterns(spec.units, spec.gates)
+        ptr, col, val, _ = spec.by_feature(self.q)
+        kernel = _pick(_forward, _forward_serial, -(-self.n // TILE))
+        kernel(self.Xs, self.n, self.has_bias, *pat, ptr, col, val, spec.col_unit,
+               np.ascontiguousarray(spec.Vout, dtype=np.float64), F)
+        return F
+
+    def loss(self, kind, F, b):
+        """``sum_i sw_i l(F_i + b, Y_i)``."""
+        out = np.empty(self.n_blocks)
+        kernel = _pick(loss_sums, loss_sums_serial, self.n_blocks)
+        kernel(kind, F, np.asarray(b, dtype=np.float64), self.Y, self.sw, self.starts, out)
+        return float(ordered_sum(out))
+
+    def intercept(self, kind, F, b0):
+        """The output intercept minimising the loss for outputs ``F``."""
+        k = F.shape[1]
+
+        def value(b):
+            return self.loss(kind, F, b)
+
+        def stats(b):
+            G = np.empty((self.n_blocks, k))
+            H = np.empty((self.n_blocks, k, k))
+            kernel = _pick(intercept_sums, intercept_sums_serial, self.n_blocks)
+            kernel(kind, F, b, self.Y, self.sw, self.starts, G, H)
+            return ordered_sum(G), ordered_sum(H)
+
+        return newton_intercept(kind, value, stats, k, b0)
+
+    def residual(self, kind, F, b):
+        """``R = dL/dF`` at ``F + b`` (n x k): an opaque handle for the gradients."""
+        R = np.empty_like(F)
+        kernel = _pick(residual_rows, residual_rows_serial, -(-self.n // 1024))
+        kernel(kind, F, np.asarray(b, dtype=np.float64), self.Y, self.sw, R)
+        return R
+
+    def hessian_weights(self, kind, F, b):
+        """Per-row, per-output curvature weights of a Newton step (n x k)."""
+        W = np.empty_like(F)
+        kernel = _pick(hessian_rows, hessian_rows_serial, -(-self.n // 1024))
+        kernel(kind, F, np.asarray(b, dtype=np.float64), self.sw, W)
+        return W
+
+    def _moments(self, F, shift, weights):
+        sq = np.empty(self.n_blocks)
+        lin = np.empty((self.n_blocks, F.shape[1]))
+        kernel = _pick(_moments, _moments_serial, self.n_blocks)
+        kernel(F, np.asarray(shift, dtype=np.float64), weights, self.starts, sq, lin)
+        return float(ordered_sum(sq)), ordered_sum(lin)
+
+    def combine(self, F1, F2, c):
+        """Outputs ``F1 + c F2``."""
+        return F1 + c * F2
+
+    def centered_moments(self, F, center):
+        """``(sum_i sw_i ||F_i - mean||^2, mean)`` with ``mean = sum_i sw_i F_i``
+        if ``center``, else 0 (two passes: no cancellation)."""
+        k = F.shape[1]
+        mean = self._moments(F, np.zeros(k), self.sw)[1] if center else np.zeros(k)
+        return self._moments(F, mean, self.sw)[0], mean
+
+    def weighted(self, F, shift):
+        """The residual handle ``sw_i (F_i - shift)``."""
+        return self.sw[:, None] * (F - shift)
+
+    def column(self, W, l):
+        """Column ``l`` of a per-row handle, as per-row weights."""
+        return np.ascontiguousarray(W[:, l])
+
+    def total(self, w):
+        """``sum_i w_i`` for per-row weights ``w``."""
+        return self._moments(w[:, None], np.zeros(1), np.ones(self.n))[1][0]
+
+    def target_mean(self):
+        """``sum_i sw_i Y_i`` (k,)."""
+        if not hasattr(self, "_target_mean"):
+            self._target_mean = self._moments(self.Y, np.zeros(self.k), self.sw)[1]
+        return self._target_mean
+
+    # ---- gradients -------------------------------------------------------
+    def gradient_chunk(self, H, R):
+        """``G[l] = X^T (1[X H >= 0] o R[:, l])`` (k x q x c) for gates H (q x c)."""
+        c = H.shape[1]
+        P = np.empty((self.n_blocks, R.shape[1], self.q, c))
+        H = np.asarray(H, dtype=self.dtype)
+        Rc = np.ascontiguousarray(R, dtype=np.float64)
+        kernel = _pick(_gradient_chunk, _gradient_chunk_serial, self.n_blocks * -(-c // SUB))
+        kernel(self.Xs, self.starts, Rc, H, self.has_bias, P)
+        return ordered_sum(P)
+
+    def support_gradient(self, spec, R, with_v=False):
+        """``(A^T R)`` on the entries of ``spec`` (s,), and ``Hid^T R`` (R x k)
+        if ``with_v``."""
+        s = spec.e_val.size
+        k = R.shape[1]
+        n_col = spec.col_unit.size
+        if s == 0:
+            return np.zeros(0), np.zeros((n_col, k))
+        pat = self.patterns(spec.units, spec.gates)
+        ptr, col, val, ent = spec.by_feature(self.q)
+        gP = np.empty((self.n_blocks, s))
+        vP = np.empty((self.n_blocks, n_col, k))
+        kernel = _pick(_support_gradient, _support_gradient_serial, self.n_blocks)
+        kernel(self.Xs, self.starts, self.has_bias, *pat, ptr, col, val, ent, spec.col_unit,
+               np.ascontiguousarray(spec.Vout, dtype=np.float64), np.ascontiguousarray(R, dtype=np.float64),
+               bool(with_v), gP, vP)
+        return ordered_sum(gP), ordered_sum(vP)
+
+    def unit_gradient(self, units, gates, U, V, R):
+        """Gradients of a factored layer: first-layer ``U`` (q x m, dense) and
+        output ``V`` (m x k), with the patterns of ``gates``."""
+        m = units.shape[0]
+        pat = self.patterns(units, gates)
+        Ud, ub = self._split_gates(U)
+        uP = np.empty((self.n_blocks, self.q, m))
+        vP = np.empty((self.n_blocks, m, V.shape[1]))
+        kernel = _pick(_unit_gradient, _unit_gradient_serial, self.n_blocks)
+        kernel(self.Xs, self.starts, self.has_bias, *pat, Ud, ub, np.ascontiguousarray(V, dtype=np.float64),
+               np.ascontiguousarray(R, dtype=np.float64), uP, vP)
+        return ordered_sum(uP), ordered_sum(vP)
+
+    def _bases(self, b_feat, b_hcol):
+        """Base columns grouped by input feature (hidden columns last)."""
+        is_feat = b_hcol < 0
+        feats = np.where(is_feat, b_feat, self.q)  # hidden bases sort past every input
+        order = np.argsort(feats, kind="stable")
+        fb_ptr = np.zeros(self.q + 2, dtype=np.int64)
+        np.cumsum(np.bincount(feats, minlength=self.q + 1), out=fb_ptr[1:])
+        return fb_ptr[: self.q + 1], order.astype(np.int64)
+
+    def normal_equations(self, spec, b_unit, b_feat, b_hcol, w, b_out):
+        """``(G, B, C)``: ``A^T diag(w) A``, ``sum_i w_i a_iu Y[i, b_out[u]]`` and
+        ``A^T w`` for the Jacobian columns ``a_u`` described in
+        ``_normal_equations`` (first-layer entries ``(b_unit, b_feat)``, or the
+        hidden columns ``b_hcol`` of ``spec``)."""
+        S = b_unit.shape[0]
+        G = np.zeros((S, S))
+        Bv = np.zeros(S)
+        Cv = np.zeros(S)
+        if S == 0:
+            return G, Bv, Cv
+        pat = self.patterns(spec.units, spec.gates)
+        fb_ptr, fb_idx = self._bases(b_feat, b_hcol)
+        ptr, col, val, _ = spec.by_feature(self.q)
+        kernel = _pick(_normal_equations, _normal_equations_serial, -(-S // _panel_width(S)))
+        kernel(self.Xs, self.starts, self.has_bias, *pat, np.ascontiguousarray(b_unit, dtype=np.int64),
+               np.ascontiguousarray(b_hcol, dtype=np.int64), fb_ptr, fb_idx, ptr, col, val,
+               spec.col_unit, np.ascontiguousarray(w, dtype=np.float64), self.Y,
+               np.ascontiguousarray(b_out, dtype=np.int64), G, Bv, Cv)
+        return G, Bv, Cv
+
+    def newton_matrix(self, spec, b_unit, b_feat, b_hcol, coef, kind, F, b):
+        """``(sum_i J_i^T H_i J_i, sum_i J_i^T H_i)`` for the Jacobian columns
+        ``a_e coef[e]^T`` and the exact per-row Hessians of the loss at
+        ``F + b`` (see ``_newton_matrix``)."""
+        S = b_unit.shape[0]
+        G = np.zeros((S, S))
+        Cm = np.zeros((S, F.shape[1]))
+        if S == 0:
+            return G, Cm
+        pat = self.patterns(spec.units, spec.gates)
+        fb_ptr, fb_idx = self._bases(b_feat, b_hcol)
+        ptr, col, val, _ = spec.by_feature(self.q)
+        kernel = _pick(_newton_matrix, _newton_matrix_serial, -(-S // _panel_width(S)))
+        kernel(self.Xs, self.starts, self.has_bias, *pat, np.ascontiguousarray(b_unit, dtype=np.int64),
+               np.ascontiguousarray(b_hcol, dtype=np.int64), fb_ptr, fb_idx, ptr, col, val, spec.col_unit,
+               np.ascontiguousarray(coef, dtype=np.float64), kind, F, np.asarray(b, dtype=np.float64), self.sw,
+               G, Cm)
+        return G, Cm
+
+    def intercept_hessian(self, kind, F, b):
+        """Hessian (k x k) of the loss in the output intercept."""
+        k = F.shape[1]
+        G = np.empty((self.n_blocks, k))
+        H = np.empty((self.n_blocks, k, k))
+        kernel = _pick(intercept_sums, intercept_sums_serial, self.n_blocks)
+        kernel(kind, F, np.asarray(b, dtype=np.float64), self.Y, self.sw, self.starts, G, H)
+        return ordered_sum(H)
+
+    # ---- patterns: merging and signs -----------------------------------
+    def pattern_keys(self, units, gates):
+        """(keys (m, 2) uint64, active counts (m,)) of the units' patterns on
+        the rows of positive weight."""
+        m = units.shape[0]
+        pat = self.patterns(units, gates)
+        KP = np.empty((self.n_blocks, m, 2), dtype=np.uint64)
+        CP = np.empty((self.n_blocks, m), dtype=np.int64)
+        kernel = _pick(_pattern_keys, _pattern_keys_serial, self.n_blocks)
+        kernel(self.Xs, self.starts, *pat, self.sw, KP, CP)
+        return _combine_keys(KP, CP)
+
+    def sign_scores(self, kind, units, gates, W, U, F, b):
+        """Loss (m, 2) when unit a, contributing ``X W[:, a, :]`` under its
+        gate in ``gates``, takes the pattern of ``+U[:, a]`` or ``-U[:, a]``."""
+        m = units.shape[0]
+        k = F.shape[1]
+        pat = self.patterns(units, gates)
+        Wd, wb = self._split_gates(W.reshape(self.q, m * k))
+        Ud, ub = self._split_gates(U)
+        SP = np.empty((self.n_blocks, m, 2))
+        kernel = _pick(_sign_scores, _sign_scores_serial, self.n_blocks)
+        kernel(self.Xs, self.starts, *pat, Wd, wb, Ud, ub, kind, F, np.asarray(b, dtype=np.float64), self.Y,
+               self.sw, SP)
+        return ordered_sum(SP)

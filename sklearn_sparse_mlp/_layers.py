@@ -1,0 +1,467 @@
+"""Parametrisations of the hidden layer: fused and factored weights.
+
+A layer is a small driver-side object (nothing here grows with ``n``):
+
+``FusedLayer``
+    the fused weights of the convex reformulation: sorted flat indices
+    ``(j q + f) k + l`` with values, ``f(X) = sum_j D_j X W_j``; the budget
+    counts every nonzero entry.  Candidates for thresholding come from the
+    streaming full-gradient pass over all ``p`` units.
+``FactoredLayer``
+    the paper's vector-output network ``f(X) = sum_j (D_j X u_j) v_j^T``:
+    first-layer weights ``U`` (q x m) and output weights ``V`` (m x k) of the
+    active units, one budget over both.  Candidates are all entries of the
+    active units (a unit with ``u_j = v_j = 0`` has zero gradient).
+
+Both expose the same few operations to the IHT step (``_iht``): the network
+as the row blocks see it (``spec``), gradient candidates, thresholding of a
+trial point (``from_entries``), the directions of a normalised step, and
+refinement on the support.  With sequential gates the activation pattern of
+a fused unit follows its own weights, ``h_j = a_j w_j``, after each gate
+update; that of a factored unit is always ``1[X u_j >= 0]``.
+"""
+
+import numpy as np
+
+from ._blocks import NetSpec
+from ._operator import decode, fused_spec, gradient_pass
+
+
+def top_s(values, keys, s):
+    """Positions of the ``s`` largest ``|values|``, sorted; ties go to smaller keys."""
+    if values.shape[0] <= s:
+        return np.arange(values.shape[0])
+    order = np.lexsort((keys, -np.abs(values)))
+    return np.sort(order[:s])
+
+
+def _eig_solve(G, rhs, rel_floor, mode="drop"):
+    """``G^+ rhs`` through the eigendecomposition of the symmetric ``G``.
+
+    ``mode="drop"``: eigenvalues below ``rel_floor`` times the largest are
+    dropped (the minimum-norm solution); ``"floor"``: raised to that floor;
+    ``"absolute"``: the eigenvalues' magnitudes, floored (a saddle-free Newton
+    step for an indefinite Hessian).  None if the decomposition fails or G
+    has no positive scale."""
+    try:
+        evals, evecs = np.linalg.eigh(G)
+    except np.linalg.LinAlgError:
+        return None
+    if evals.size == 0:
+        return None
+    top = np.abs(evals).max() if mode == "absolute" else max(evals[-1], 0.0)
+    if not top > 0.0:
+        return None
+    if mode == "drop":
+        keep = evals > top * rel_floor
+        V = evecs[:, keep]
+        return V @ ((V.T @ rhs) / evals[keep])
+    scale = np.abs(evals) if mode == "absolute" else evals
+    return evecs @ ((evecs.T @ rhs) / np.maximum(scale, rel_floor * top))
+
+
+class FusedLayer:
+    """Sparse fused weights of ``p`` units with ``q`` inputs and ``k`` outputs."""
+
+    kind = "fused"
+    # A new support may need refitting before it pays off (hard thresholding
+    # pursuit): the problem on a support is convex, its refit cheap.
+    refit_trials = True
+
+    def __init__(self, p, q, k, idx, val, gates, signs=None):
+        self.p, self.q, self.k = int(p), int(q), int(k)
+        self.idx = np.ascontiguousarray(idx, dtype=np.int64)
+        self.val = np.ascontiguousarray(val, dtype=np.float64)
+        self.gates = gates
+        self.signs = np.zeros(gates.units.size) if signs is None else np.asarray(signs, dtype=np.float64)
+
+    def replace(self, idx, val):
+        """The same gates with other weights."""
+        return FusedLayer(self.p, self.q, self.k, idx, val, self.gates, self.signs)
+
+    @property
+    def nnz(self):
+        return int(np.count_nonzero(self.val))
+
+    @property
+    def units(self):
+        return np.unique(self.idx // (self.q * self.k))
+
+    def sq_norm(self):
+        return float(self.val @ self.val)
+
+    def spec(self):
+        return fused_spec(self.idx, self.val, self.gates, self.q, self.k)
+
+    def pattern_gates(self):
+        """Gates of the active units (their activation patterns)."""
+        return self.gates(self.units)
+
+    def truncate(self, s):
+        """The ``s`` largest weights (a warm start at a smaller budget)."""
+        if self.idx.size <= s:
+            return self
+        keep = top_s(self.val, self.idx, s)
+        return self.replace(self.idx[keep], self.val[keep])
+
+    # ---- the IHT step ----------------------------------------------------
+    def candidates(self, prob, point, s):
+        """(keys, gradient, weights, gradient on the support): the support and
+        the ``s`` largest off-support gradient entries, sorted by key."""
+        R = prob.residual(point)
+        g_sup, c_idx, c_g = gradient_pass(prob.blocks, self.gates, self.p, self.k, self.idx, R, s)
+        if prob.penalty:
+            g_sup = g_sup + prob.penalty * self.val
+        keys = np.concatenate([self.idx, c_idx])
+        order = np.argsort(keys, kind="stable")
+        g = np.concatenate([g_sup, c_g])[order]
+        w = np.concatenate([self.val, np.zeros(c_idx.size)])[order]
+        return keys[order], g, w, g_sup
+
+    def from_entries(self, keys, vals):
+        return self.replace(keys, vals)
+
+    def same_support(self, other):
+        return np.array_equal(self.idx, other.idx)
+
+    def directions(self, keys, vals):
+        """Networks whose outputs sum to the first-order change along (keys, vals)."""
+        return [fused_spec(keys, vals, self.gates, self.q, self.k)]
+
+    def support_gradient(self, prob, R):
+        g, _ = prob.blocks.support_gradient(self.spec(), R)
+        return g + prob.penalty * self.val if prob.penalty else g
+
+    # ---- refinement on the support -----------------------------------------
+    def refine(self, prob, point, n_steps, tol=0.0):
+        """Improve the weights on the fixed support.  Returns a Point."""
+        if n_steps <= 0 or self.idx.size == 0:
+            return point
+        if prob.loss.is_quadratic:
+            if self._direct_ok():
+                return self._refine_direct(prob, point)
+            return self._refine_cg(prob, point, n_steps, tol)
+        if self.idx.size <= 1500:  # Newton: O(n m^2) per step, few steps
+            return self._refine_newton(prob, point, n_steps)
+        return prob.refine_gd(point, n_steps)
+
+    def _direct_ok(self):
+        """Solve on the support exactly when forming its normal equations
+        (``n m^2`` flops) costs no more than a full gradient pass (``~4 n q p k``)."""
+        m = self.idx.size
+        return m <= 2000 and m * m <= max(4 * self.q * self.p * self.k, 64 * 64)
+
+    def _bases(self):
+        _, pos, feat, out = decode(self.idx, self.q, self.k)
+        return pos, feat, np.full(pos.size, -1, dtype=np.int64), out
+
+    def _refine_direct(self, prob, point):
+        # Least squares on the support (hard thresholding pursuit), the
+        # intercept eliminated by weighted centring.
+        blocks = prob.blocks
+        pos, feat, hcol, out = self._bases()
+        G, B, C = blocks.normal_equations(self.spec(), pos, feat, hcol, blocks.sw, out)
+        same = out[:, None] == out[None, :]
+        if self.k > 1:
+            G *= same
+        if prob.fit_intercept:
+            G = G - np.outer(C, C) * same
+            B = B - C * blocks.target_mean()[out]
+        if prob.penalty:
+            G[np.diag_indices_from(G)] += prob.penalty
+        # Minimum-norm solution: the support's columns can be (nearly)
+        # collinear, and the answer must not depend on rounding in the null
+        # space (e.g. weighted vs repeated samples).
+        v = _eig_solve(G, B, 1e-10)
+        if v is None or not np.all(np.isfinite(v)):
+            return point
+        return prob.keep_better(self.replace(self.idx, v), point)
+
+    def _refine_cg(self, prob, point, n_steps, tol):
+        # Normal equations of the squared loss on the support, with the
+        # intercept eliminated by weighted centring: Q v = A_S^T Sw P A_S v.
+        blocks = prob.blocks
+        spec = self.spec()
+        r = -self.support_gradient(prob, prob.residual(point))
+        r0 = np.sqrt(r @ r)
+        if r0 == 0.0:
+            return point
+        v = self.val.copy()
+        d = r.copy()
+        rr = r @ r
+        for _ in range(n_steps):
+            Ad = blocks.forward(spec.with_values(d))
+            sq, mean = blocks.centered_moments(Ad, prob.fit_intercept)
+            dQd = sq + prob.penalty * float(d @ d)
+            if dQd <= 0.0 or not np.isfinite(dQd):
+                break
+            alpha = rr / dQd
+            v += alpha * d
+            Qd, _ = blocks.support_gradient(spec, blocks.weighted(Ad, mean))
+            r -= alpha * (Qd + prob.penalty * d)
+            rr_new = r @ r
+            if np.sqrt(rr_new) <= tol * r0:
+                break
+            d = r + (rr_new / rr) * d
+            rr = rr_new
+        return prob.keep_better(self.replace(self.idx, v), point)
+
+    def _newton_direction(self, prob, g, W):
+        """Newton direction ``-H^{-1} g`` on the support.
+
+        ``H`` is the Gauss-Newton matrix for per-output curvature weights
+        ``W`` (n x k), block diagonal over outputs (the softmax's cross-output
+        terms are left out), intercept eliminated, plus the penalty; each
+        output's block is solved on its own (eigenvalues floored at 1e-8 of
+        the largest).
+        """
+        blocks = prob.blocks
+        pos, feat, hcol, out = self._bases()
+        spec = self.spec()
+        dv = np.zeros(self.idx.size)
+        for l in np.unique(out):
+            sel = np.flatnonzero(out == l)
+            w = blocks.column(W, l)
+            G, _, C = blocks.normal_equations(spec, pos[sel], feat[sel], hcol[sel], w, out[sel])
+            if prob.fit_intercept:
+                G = G - np.outer(C, C) / max(blocks.total(w), 1e-300)
+            G[np.diag_indices_from(G)] += prob.penalty
+            step = _eig_solve(G, g[sel], 1e-8, "floor")
+            if step is not None:
+                dv[sel] = -step
+        return dv
+
+    def _refine_newton(self, prob, point, n_steps):
+        # Damped Newton steps on the support for a smooth convex loss, with
+        # an Armijo backtracking line search; the intercept is re-solved at
+        # every trial point.
+        for _ in range(n_steps):
+            layer = point.layer
+            g = layer.support_gradient(prob, prob.residual(point))
+            dv = layer._newton_direction(prob, g, prob.hessian_weights(point))
+            new = prob.line_search(point, lambda t: layer.replace(layer.idx, layer.val + t * dv), float(g @ dv))
+            if new is None:
+                break
+            decrease = point.L - new.L
+            point = new
+            if decrease <= 1e-10 * max(abs(point.L), 1e-300):
+                break
+        return point
+
+
+class FactoredLayer:
+    """First-layer weights ``U`` (q x m) and output weights ``V`` (m x k) of
+    the active ``units``.  ``sequential``: unit j's pattern is ``1[X u_j >= 0]``;
+    otherwise its random gate from ``gates``."""
+
+    kind = "factored"
+    # The problem on a support is bilinear: trial points are taken as they are.
+    refit_trials = False
+
+    def __init__(self, p, q, k, units, U, V, gates, sequential):
+        self.p, self.q, self.k = int(p), int(q), int(k)
+        self.units = np.ascontiguousarray(units, dtype=np.int64)
+        self.U = np.asarray(U, dtype=np.float64).reshape(self.q, self.units.size)
+        self.V = np.asarray(V, dtype=np.float64).reshape(self.units.size, self.k)
+        self.gates = gates
+        self.sequential = bool(sequential)
+
+    def replace(self, units, U, V):
+        return FactoredLayer(self.p, self.q, self.k, units, U, V, self.gates, self.sequential)
+
+    @property
+    def nnz(self):
+        return int(np.count_nonzero(self.U) + np.count_nonzero(self.V))
+
+    def sq_norm(self):
+        return float(np.sum(self.U ** 2) + np.sum(self.V ** 2))
+
+    def pattern_gates(self):
+        """Gates of the active units: ``U`` itself (sequential) or their random gates."""
+        return self.U if self.sequential else self.gates(self.units)
+
+    def spec(self, U=None, V=None):
+        """The network (or, with ``U`` or ``V`` replaced, a direction at the
+        current patterns)."""
+        Uw = self.U if U is None else U
+        feat, unit = np.nonzero(Uw)
+        m = self.units.size
+        return NetSpec(self.units, self.pattern_gates(), unit.astype(np.int64), feat.astype(np.int64),
+                       unit.astype(np.int64), Uw[feat, unit], np.arange(m, dtype=np.int64),
+                       self.V if V is None else V)
+
+    def truncate(self, s):
+        """The ``s`` largest weights of both layers (a smaller budget)."""
+        if self.nnz <= s:
+            return self
+        flat = self._flat()
+        keep = top_s(flat, np.arange(flat.size), s)
+        keep = keep[flat[keep] != 0]
+        return self.from_entries(keep, flat[keep])
+
+    def _flat(self):
+        return np.concatenate([self.U.ravel(order="F"), self.V.ravel()])
+
+    # ---- the IHT step ----------------------------------------------------
+    def candidates(self, prob, point, s):
+        """Every entry of the active units: (keys, gradient, weights, gradient
+        on the support)."""
+        gU, gV = prob.blocks.unit_gradient(self.units, self.pattern_gates(), self.U, self.V, prob.residual(point))
+        if prob.penalty:
+            gU = gU + prob.penalty * self.U
+            gV = gV + prob.penalty * self.V
+        w = self._flat()
+        g = np.concatenate([gU.ravel(order="F"), gV.ravel()])
+        return np.arange(w.size, dtype=np.int64), g, w, g[w != 0]
+
+    def from_entries(self, keys, vals):
+        """The point with entries ``keys`` (flat positions) set to ``vals``,
+        units left without a first-layer or an output weight dropped, and each
+        unit rebalanced (``||u_j|| = ||v_j||``: a ReLU network is unchanged by
+        ``u -> c u, v -> v / c``, and the two layers' magnitudes stay
+        comparable for the thresholding)."""
+        q, m, k = self.q, self.units.size, self.k
+        flat = np.zeros(q * m + m * k)
+        flat[keys] = vals
+        U = flat[: q * m].reshape((q, m), order="F")
+        V = flat[q * m:].reshape((m, k))
+        keep = np.any(U != 0, axis=0) & np.any(V != 0, axis=1)
+        U, V = np.ascontiguousarray(U[:, keep]), np.ascontiguousarray(V[keep])
+        nu = np.linalg.norm(U, axis=0)
+        nv = np.linalg.norm(V, axis=1)
+        c = np.ones_like(nu)
+        ok = (nu > 0) & (nv > 0)
+        c[ok] = np.sqrt(nv[ok] / nu[ok])
+        return self.replace(self.units[keep], U * c, V / c[:, None])
+
+    def same_support(self, other):
+        return (np.array_equal(self.units, other.units) and np.array_equal(self.U != 0, other.U != 0)
+                and np.array_equal(self.V != 0, other.V != 0))
+
+    def _split(self, keys, vals):
+        q, m, k = self.q, self.units.size, self.k
+        flat = np.zeros(q * m + m * k)
+        flat[keys] = vals
+        return flat[: q * m].reshape((q, m), order="F"), flat[q * m:].reshape((m, k))
+
+    def directions(self, keys, vals):
+        """First-order change of the outputs at the current patterns:
+        ``D o (X dU) V + D o (X U) dV``."""
+        dU, dV = self._split(keys, vals)
+        return [self.spec(U=dU), self.spec(V=dV)]
+
+    # ---- refinement on the support: Gauss-Newton -----------------------------
+    def _support(self):
+        """Support entries in the order of the flat keys: U by unit (column
+        major), then V by row."""
+        ju, fu = np.nonzero(self.U.T)
+        jv, lv = np.nonzero(self.V)
+        return fu, ju, jv, lv
+
+    def support_gradient(self, prob, R):
+        gU, gV = prob.blocks.unit_gradient(self.units, self.pattern_gates(), self.U, self.V, R)
+        fu, ju, jv, lv = self._support()
+        g = np.concatenate([gU[fu, ju], gV[jv, lv]])
+        if prob.penalty:
+            g += prob.penalty * np.concatenate([self.U[fu, ju], self.V[jv, lv]])
+        return g
+
+    def refine(self, prob, point, n_steps, tol=0.0):
+        """Newton steps on the support (the exact Hessian at the current
+        patterns, saddle-free), with an Armijo line search; gradient steps for
+        large supports."""
+        if n_steps <= 0 or self.nnz == 0:
+            return point
+        if not self._newton_ok(prob):
+            return prob.refine_gd(point, n_steps)
+        for _ in range(n_steps):
+            layer = point.layer
+            if layer.nnz == 0:
+                break
+            R = prob.residual(point)
+            G, g = layer.newton_system(prob, point, R)
+            # Curvature magnitudes floored at 1e-6 of the largest: a smaller
+            # floor turns rounding-level gradient components along nearly
+            # flat directions into visible steps.
+            step = _eig_solve(G, g, 1e-6, "absolute")
+            if step is None or not np.all(np.isfinite(step)):
+                break
+            dv = -step
+            fu, ju, jv, lv = layer._support()
+
+            def trial(t, layer=layer, fu=fu, ju=ju, jv=jv, lv=lv, dv=dv):
+                U, V = layer.U.copy(), layer.V.copy()
+                U[fu, ju] += t * dv[: fu.size]
+                V[jv, lv] += t * dv[fu.size:]
+                return layer.replace(layer.units, U, V)
+
+            new = prob.line_search(point, trial, float(g @ dv))
+            if new is None:
+                break
+            decrement = -float(g @ dv)  # the Newton decrement, squared
+            point = new
+            if decrement <= max(tol, 1e-10) * max(abs(point.L), 1e-300):
+                break
+        return point
+
+    def _newton_ok(self, prob):
+        """Newton steps when one costs at most about 1e8 flops: forming the
+        exact matrix takes ``2 (k + 1) n S^2`` and solving ``~10 S^3``."""
+        S = self.nnz
+        return 2 * (self.k + 1) * prob.blocks.n * S * S + 10 * S ** 3 <= 1e8
+
+    def newton_system(self, prob, point, R):
+        """(Hessian, gradient) of the loss on the support entries, the output
+        intercept eliminated (it is re-solved at every point).
+
+        Column of entry ``u_fj`` in the Jacobian: ``D_j x_f v_j^T``; of entry
+        ``v_jl``: ``h_j e_l^T``.  The Hessian is ``sum_i J_i^T H_i J_i`` (the
+        exact k x k curvature of each row's loss) plus the bilinear term
+        ``d^2 F_il / du_fj dv_jl = D_ij x_if`` weighted by the residual, i.e.
+        the fused gradient of unit j, plus the penalty.
+        """
+        blocks = prob.blocks
+        fu, ju, jv, lv = self._support()
+        nU = fu.size
+        S = nU + jv.size
+        b_unit = np.concatenate([ju, jv]).astype(np.int64)
+        b_feat = np.concatenate([fu, np.full(jv.size, -1)]).astype(np.int64)
+        b_hcol = np.concatenate([np.full(nU, -1), jv]).astype(np.int64)
+        coef = np.zeros((S, self.k))
+        coef[:nU] = self.V[ju]
+        coef[nU + np.arange(jv.size), lv] = 1.0
+        G, Cm = blocks.newton_matrix(self.spec(), b_unit, b_feat, b_hcol, coef, prob.kind, point.F, point.b)
+        if prob.fit_intercept:
+            Hb = blocks.intercept_hessian(prob.kind, point.F, point.b)
+            G = G - Cm @ np.linalg.pinv(Hb, rcond=1e-12, hermitian=True) @ Cm.T
+        Gf = blocks.gradient_chunk(self.pattern_gates(), R)  # (k, q, m): the fused gradient
+        cross = np.where(ju[:, None] == jv[None, :], Gf[lv[None, :], fu[:, None], ju[:, None]], 0.0)
+        G[:nU, nU:] += cross
+        G[nU:, :nU] += cross.T
+        G[np.diag_indices_from(G)] += prob.penalty
+        gU, gV = blocks.unit_gradient(self.units, self.pattern_gates(), self.U, self.V, R)
+        g = np.concatenate([gU[fu, ju], gV[jv, lv]])
+        if prob.penalty:
+            g += prob.penalty * np.concatenate([self.U[fu, ju], self.V[jv, lv]])
+        return G, g
+
+
+def factor_fused(layer, s, sequential, gates):
+    """A factored layer from fused weights: each active unit's block ``W_j``
+    (q x k) by its leading singular pair, oriented along the unit's gate,
+    balanced, then the ``s`` largest entries of both layers.  ``gates``: the
+    random gates (fixed-gate patterns)."""
+    q, k = layer.q, layer.k
+    active, pos, feat, out = decode(layer.idx, q, k)
+    m = active.size
+    W = np.zeros((q, m, k))
+    W[feat, pos, out] = layer.val
+    H = layer.gates(active) if m else np.zeros((q, 0))
+    U = np.zeros((q, m))
+    V = np.zeros((m, k))
+    for a in range(m):
+        u, sv, vt = np.linalg.svd(W[:, a, :], full_matrices=False)
+        sign = 1.0 if u[:, 0] @ H[:, a] >= 0 else -1.0
+        U[:, a] = sign * np.sqrt(sv[0]) * u[:, 0]
+        V[a] = sign * np.sqrt(sv[0]) * vt[0]
+    return FactoredLayer(layer.p, q, k, active, U, V, gates, sequential).truncate(s)

@@ -1,0 +1,234 @@
+"""Row blocks against explicit computations, and their determinism.
+
+Every answer of ``RowBlocks`` is compared with the same quantity built
+explicitly from ``X``, the gates and the activation patterns on small sizes,
+for dense and CSR input, float64 and float32, with the pattern cache, without
+it and with a cache too small for the request (patterns then computed in the
+kernels' tiles).  Tolerances: float64 sums of a few thousand terms of size
+~1 agree to ~1e-12 relative; float32 products (gate scores, gradient chunks
+computed by BLAS in single precision) to ~1e-5 relative.
+"""
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sklearn_sparse_mlp._base import thread_limits
+from sklearn_sparse_mlp._blocks import RowBlocks, block_starts
+from sklearn_sparse_mlp._gates import Gates
+from sklearn_sparse_mlp._losses import LOGISTIC, SOFTMAX, SQUARED, LogisticLoss, SoftmaxLoss, SquaredLoss
+from sklearn_sparse_mlp._operator import fused_spec
+
+N, D, K = 3000, 6, 3
+
+
+# The kernels compute gate scores in X's dtype with their own summation order;
+# activation patterns agree bit for bit with the explicit ones only for
+# samples whose scores are not within rounding of zero.  The data sets below
+# drop the other samples, and ``_explicit`` asserts it: a margin of 1e-4
+# covers float32's 1e-7 relative rounding of scores of order one.
+MARGIN = 1e-4
+
+
+def _scores(Xd, H, has_bias=True):
+    Xa = np.hstack([Xd, np.ones((Xd.shape[0], 1), Xd.dtype)]) if has_bias else Xd
+    return Xa.astype(np.float64) @ H.astype(Xd.dtype).astype(np.float64)
+
+
+def _data(dtype, sparse, gate_sets=(), seed=0):
+    """N samples (dense or CSR) with no score of the given (q x m, has_bias)
+    gate matrices within MARGIN of zero (exact zeros are exact in any order)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((2 * N, D)).astype(dtype)
+    if sparse:
+        X[rng.random(X.shape) < 0.5] = 0
+    keep = np.ones(2 * N, dtype=bool)
+    for H, has_bias in gate_sets:
+        Z = np.abs(_scores(X, H, has_bias))
+        keep &= np.all((Z > MARGIN) | (Z == 0), axis=1)
+    X = X[keep][:N]
+    assert X.shape[0] == N
+    return sp.csr_matrix(X) if sparse else X
+
+
+def _explicit(X, gates_q, has_bias):
+    """(X with a ones column in float64, patterns of the gates)."""
+    Xd = X.toarray() if sp.issparse(X) else X
+    Xa = np.hstack([Xd, np.ones((Xd.shape[0], 1), Xd.dtype)]) if has_bias else Xd
+    Z = _scores(Xd, gates_q, has_bias)
+    assert np.all((np.abs(Z) > MARGIN) | (Z == 0))
+    return Xa.astype(np.float64), Z >= 0
+
+
+def _random_fused(rng, p, q, k, s):
+    idx = np.sort(rng.choice(p * q * k, s, replace=False))
+    return idx, rng.standard_normal(s)
+
+
+CASES = [(dtype, sparse, cache) for dtype in (np.float64, np.float32) for sparse in (False, True)
+         for cache in ("full", "none", "tight")]
+
+
+def _blocks(X, has_bias, Y, sw, cache):
+    n_bytes = (X.shape[0] + 7) // 8
+    cache_bytes = {"full": 32 << 20, "none": 0, "tight": 3 * n_bytes}[cache]
+    return RowBlocks(X, has_bias, Y, sw, cache_bytes=cache_bytes)
+
+
+@pytest.mark.parametrize("dtype, sparse, cache", CASES)
+def test_blocks_match_explicit(dtype, sparse, cache):
+    rng = np.random.default_rng(1)
+    has_bias = True
+    p, q = 40, D + 1
+    gates = Gates(3, q, has_bias)
+    X = _data(dtype, sparse, [(gates(np.arange(p)), has_bias)])
+    Y = rng.standard_normal((N, K))
+    sw = rng.random(N)
+    blocks = _blocks(X, has_bias, Y, sw, cache)
+    idx, val = _random_fused(rng, p, q, K, 25)
+    spec = fused_spec(idx, val, gates, q, K)
+    Xa, Dm = _explicit(X, gates(spec.units), has_bias)
+    unit, feat, out = idx // (q * K), (idx // K) % q, idx % K
+    pos = np.searchsorted(spec.units, unit)
+    A = Dm[:, pos] * Xa[:, feat]  # the support's columns of the sensing matrix
+    F_ref = np.zeros((N, K))
+    np.add.at(F_ref.T, out, (A * val).T)
+    rel = 1e-12 if dtype == np.float64 else 1e-5
+    for _ in range(2):  # the second call reads the cache
+        np.testing.assert_allclose(blocks.forward(spec), F_ref, rtol=rel, atol=rel)
+    R = rng.standard_normal((N, K))
+    g, gv = blocks.support_gradient(spec, R, with_v=True)
+    np.testing.assert_allclose(g, np.einsum("iu,iu->u", A, R[:, out]), rtol=rel, atol=rel * N)
+    # Output-layer gradient: the hidden columns (unit, output) against R.
+    Hid = np.zeros((N, spec.col_unit.size))
+    np.add.at(Hid.T, spec.e_col, (A * val).T)
+    np.testing.assert_allclose(gv, Hid.T @ R, rtol=rel, atol=rel * N)
+    # Normal equations, with one hidden column among the bases.
+    w = rng.random(N)
+    b_unit = np.append(pos, 0)
+    b_feat = np.append(feat, -1)
+    b_hcol = np.append(np.full(pos.size, -1), 0)
+    b_out = np.append(out, 0)
+    G, B, C = blocks.normal_equations(spec, b_unit, b_feat, b_hcol, w, b_out)
+    Ab = np.column_stack([A, Hid[:, 0]])
+    np.testing.assert_allclose(G, Ab.T @ (w[:, None] * Ab), rtol=rel, atol=rel * N)
+    np.testing.assert_allclose(B, np.einsum("iu,i,iu->u", Ab, w, Y[:, b_out]), rtol=rel, atol=rel * N)
+    np.testing.assert_allclose(C, Ab.T @ w, rtol=rel, atol=rel * N)
+    # One chunk of the full gradient.
+    H = gates(np.arange(p))
+    _, Dall = _explicit(X, H, has_bias)
+    G_ref = np.einsum("ij,if,il->lfj", Dall, Xa, R)
+    np.testing.assert_allclose(blocks.gradient_chunk(H.astype(dtype), R), G_ref, rtol=rel,
+                               atol=rel * np.abs(G_ref).max())
+
+
+@pytest.mark.parametrize("dtype, sparse, cache", CASES[::3])
+def test_factored_gradient_matches_explicit(dtype, sparse, cache):
+    rng = np.random.default_rng(2)
+    q, m = D + 1, 5
+    units = np.array([0, 3, 4, 9, 11])
+    U = rng.standard_normal((q, m))
+    U[rng.random(U.shape) < 0.4] = 0
+    V = rng.standard_normal((m, K))
+    X = _data(dtype, sparse, [(U, True)])
+    Y = rng.standard_normal((N, K))
+    blocks = _blocks(X, True, Y, None, cache)
+    Xa, Dm = _explicit(X, U, True)  # sequential: the pattern follows u_j
+    R = rng.standard_normal((N, K))
+    gU, gV = blocks.unit_gradient(units, U, U, V, R)
+    rel = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(gU, Xa.T @ (Dm * (R @ V.T)), rtol=rel, atol=rel * N)
+    Hid = Dm * (Xa @ U)
+    np.testing.assert_allclose(gV, Hid.T @ R, rtol=rel * 10, atol=rel * N)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_pattern_keys_and_sign_scores(sparse):
+    rng = np.random.default_rng(3)
+    q = D + 1
+    gates = Gates(4, q, True)
+    units = np.array([1, 2, 3, 1002])
+    Uc = rng.standard_normal((q, 3))
+    X = _data(np.float64, sparse, [(gates(units), True), (Uc, True)])
+    sw = rng.random(N)
+    sw[::7] = 0.0
+    Y = np.eye(K)[rng.integers(0, K, N)]
+    blocks = RowBlocks(X, True, Y, sw)
+    H = gates(units)
+    H[:, 3] = 2.0 * H[:, 1]  # the same pattern as unit 2
+    H[:, 2] = np.zeros(q)
+    H[-1, 2] = -1.0  # never active
+    keys, counts = blocks.pattern_keys(units, H)
+    _, Dm = _explicit(X, H, True)
+    np.testing.assert_array_equal(counts, (Dm & (sw > 0)[:, None]).sum(axis=0))
+    assert np.array_equal(keys[1], keys[3]) and not np.array_equal(keys[0], keys[1])
+    assert counts[2] == 0
+    # Sign scores: the softmax loss when each unit takes the pattern of +u or -u.
+    Xa, Dm = _explicit(X, gates(units[:3]), True)
+    W = rng.standard_normal((q, 3, K))
+    F = rng.standard_normal((N, K))
+    b = rng.standard_normal(K)
+    scores = blocks.sign_scores(SOFTMAX, units[:3], gates(units[:3]), W, Uc, F, b)
+    loss = SoftmaxLoss()
+    for a in range(3):
+        P = Xa @ W[:, a, :]
+        for col, sign in enumerate((1.0, -1.0)):
+            on = (sign * (Xa @ Uc[:, a]) >= 0)[:, None]
+            ref = loss.value(F + b - Dm[:, a:a + 1] * P + on * P, Y, sw / sw.sum())
+            np.testing.assert_allclose(scores[a, col], ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind, loss", [(SQUARED, SquaredLoss()), (LOGISTIC, LogisticLoss()),
+                                        (SOFTMAX, SoftmaxLoss())])
+def test_block_loss_and_intercept_match_whole_arrays(kind, loss):
+    rng = np.random.default_rng(4)
+    n = 5000  # three row blocks
+    Y = np.eye(K)[rng.integers(0, K, n)] if kind == SOFTMAX else (rng.random((n, K)) < 0.3).astype(float)
+    F = rng.standard_normal((n, K))
+    sw = rng.random(n)
+    blocks = RowBlocks(np.zeros((n, 1)), False, Y, sw)
+    assert blocks.n_blocks == 3
+    b = rng.standard_normal(K)
+    swn = sw / sw.sum()
+    np.testing.assert_allclose(blocks.loss(kind, F, b), loss.value(F + b, Y, swn), rtol=1e-12)
+    np.testing.assert_allclose(blocks.residual(kind, F, b), loss.gradient(F + b, Y, swn), rtol=1e-12,
+                               atol=1e-18)
+    b_opt = blocks.intercept(kind, F, None)
+    # The optimal intercept zeroes the gradient's column sums.
+    np.testing.assert_allclose(loss.gradient(F + b_opt, Y, swn).sum(axis=0), 0, atol=1e-9)
+
+
+def test_block_boundaries_depend_on_n_only():
+    assert block_starts(100).tolist() == [0, 100]
+    starts = block_starts(10**6)
+    assert starts.size - 1 == 16 and np.all(starts[:-1] % 256 == 0)
+    assert block_starts(5000).tolist() == [0, 2048, 4096, 5000]
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+@pytest.mark.parametrize("sparse", [False, True])
+def test_kernels_do_not_depend_on_the_thread_count(sparse):
+    rng = np.random.default_rng(5)
+    n = 9000
+    X = rng.standard_normal((n, D))
+    if sparse:
+        X[rng.random(X.shape) < 0.5] = 0
+        X = sp.csr_matrix(X)
+    Y = rng.standard_normal((n, K))
+    q, p = D + 1, 700
+    gates = Gates(6, q, True)
+    idx, val = _random_fused(rng, p, q, K, 40)
+    R = rng.standard_normal((n, K))
+    answers = []
+    for n_jobs in (1, 2):
+        with thread_limits(n_jobs):
+            blocks = RowBlocks(X, True, Y, None)
+            spec = fused_spec(idx, val, gates, q, K)
+            pos = np.searchsorted(spec.units, idx // (q * K))
+            G = blocks.normal_equations(spec, pos, (idx // K) % q, np.full(40, -1), blocks.sw, idx % K)[0]
+            answers.append([blocks.forward(spec), blocks.support_gradient(spec, R, True)[0],
+                            blocks.gradient_chunk(gates(np.arange(p)), R), G,
+                            blocks.loss(SQUARED, R, np.zeros(K)), blocks.pattern_keys(spec.units, spec.gates)[0]])
+    for a, b in zip(*answers):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,98 @@
+"""Parametrisations: factored gradients against finite differences, the
+Gauss-Newton matrix against an explicit Jacobian, thresholding rules."""
+
+import numpy as np
+import pytest
+
+from sklearn_sparse_mlp._blocks import RowBlocks
+from sklearn_sparse_mlp._gates import Gates
+from sklearn_sparse_mlp._iht import Problem
+from sklearn_sparse_mlp._layers import FactoredLayer, top_s
+from sklearn_sparse_mlp._losses import SoftmaxLoss, SquaredLoss
+
+
+def _factored(rng, n=400, d=5, m=4, k=3, sequential=True, loss=None):
+    X = rng.standard_normal((n, d))
+    q = d + 1
+    Y = np.eye(k)[rng.integers(0, k, n)] if isinstance(loss, SoftmaxLoss) else rng.standard_normal((n, k))
+    U = rng.standard_normal((q, m))
+    U[rng.random(U.shape) < 0.3] = 0.0
+    V = rng.standard_normal((m, k))
+    V[0, 1] = 0.0
+    layer = FactoredLayer(50, q, k, np.array([1, 4, 7, 30]), U, V, Gates(3, q, True), sequential)
+    prob = Problem(RowBlocks(X, True, Y), loss or SquaredLoss(), True, penalty=0.01)
+    return X, layer, prob
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+@pytest.mark.parametrize("loss", [SquaredLoss(), SoftmaxLoss()])
+def test_factored_support_gradient_finite_differences(sequential, loss):
+    rng = np.random.default_rng(0)
+    _, layer, prob = _factored(rng, sequential=sequential, loss=loss)
+    b = np.zeros(3)
+    point = prob.evaluate(layer, b)
+    point.b = b  # hold the intercept fixed for the finite differences
+    g = layer.support_gradient(prob, prob.residual(point))
+    keys = np.flatnonzero(layer._flat())
+    flat = layer._flat()[keys]
+
+    def value(v):
+        trial = layer.replace(layer.units, *layer._split(keys, v))
+        F = prob.blocks.forward(trial.spec())
+        return prob.blocks.loss(prob.kind, F, b) + 0.5 * prob.penalty * trial.sq_norm()
+
+    # Sequential patterns move with U: steps small enough not to cross a
+    # pattern boundary give the gradient of the piecewise smooth loss.
+    for t in range(0, keys.size, 3):
+        e = np.zeros(keys.size)
+        e[t] = 1e-7
+        np.testing.assert_allclose(g[t], (value(flat + e) - value(flat - e)) / 2e-7, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", [SquaredLoss(), SoftmaxLoss()])
+def test_newton_system_matches_finite_differences(loss):
+    # The factored Newton matrix (exact row Hessians, the bilinear cross term,
+    # the intercept eliminated) against finite differences of the gradient of
+    # the loss with its intercept re-solved at every point (fixed gates: the
+    # loss is smooth).
+    rng = np.random.default_rng(1)
+    _, layer, prob = _factored(rng, sequential=False, loss=loss)
+    point = prob.evaluate(layer, None)
+    G, g = layer.newton_system(prob, point, prob.residual(point))
+    keys = np.flatnonzero(layer._flat())
+    flat = layer._flat()[keys]
+
+    def gradient(v):
+        trial = layer.replace(layer.units, *layer._split(keys, v))
+        pt = prob.evaluate(trial, point.b)
+        return trial.support_gradient(prob, prob.residual(pt))
+
+    np.testing.assert_allclose(gradient(flat), g, rtol=1e-10, atol=1e-12)
+    # The softmax intercept is re-solved to a gradient of 1e-10: steps of
+    # 1e-4 keep that error below 1e-6 in the differences, and the truncation
+    # error (eps^2 times third derivatives of order one) below 1e-7.
+    eps = 1e-4
+    H = np.column_stack([(gradient(flat + eps * e) - gradient(flat - eps * e)) / (2 * eps)
+                         for e in np.eye(keys.size)])
+    np.testing.assert_allclose(G, H, rtol=1e-4, atol=2e-6)
+
+
+def test_from_entries_drops_empty_units_and_rebalances():
+    rng = np.random.default_rng(2)
+    _, layer, _ = _factored(rng)
+    q, m, k = layer.q, layer.units.size, layer.k
+    flat = layer._flat()
+    flat[q * m + 0 * k: q * m + 1 * k] = 0.0  # unit 0 loses its output weights
+    keys = np.flatnonzero(flat)
+    new = layer.from_entries(keys, flat[keys])
+    assert new.units.tolist() == layer.units[1:].tolist()
+    np.testing.assert_allclose(np.linalg.norm(new.U, axis=0), np.linalg.norm(new.V, axis=1))
+    # The network is unchanged by the rebalancing.
+    np.testing.assert_allclose(new.U[:, 0][:, None] * new.V[0], layer.U[:, 1][:, None] * layer.V[1])
+
+
+def test_top_s_breaks_ties_by_key():
+    values = np.array([1.0, -3.0, 3.0, 2.0, -1.0])
+    keys = np.array([10, 4, 2, 7, 1])
+    assert top_s(values, keys, 1).tolist() == [2]  # |3| twice: key 2 before key 4
+    assert top_s(values, keys, 4).tolist() == [1, 2, 3, 4]  # |1| twice: key 1 before key 10

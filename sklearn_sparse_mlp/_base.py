@@ -185,19 +185,22 @@ class BaseSparseMLP(BaseEstimator):
     # ------------------------------------------------------------------
     def _check_arrays(self, X, Y, sample_weight):
         """Finite targets, nonnegative weights with a positive sum, features
-        within the arithmetic's range.  Returns the weights (float64)."""
+        within the arithmetic's range.  Returns the weights (float64, or None
+        for equal weights)."""
         if not np.all(np.isfinite(Y)):
             raise ValueError("Input y contains NaN or infinity.")
-        sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        if not sw.sum() > 0:
-            raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if not sw.sum() > 0:
+                raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
         d = X.shape[1]
-        x_max = abs(X).max() if X.size else 0.0
-        if sp.issparse(x_max):
-            x_max = x_max.toarray().max()
-        if float(x_max) * (d + 1) > np.finfo(X.dtype).max ** 0.5:
+        # The largest magnitude without a temporary copy of X.
+        values = X.data if sp.issparse(X) else X
+        x_max = max(float(values.max()), -float(values.min())) if values.size else 0.0
+        if x_max * (d + 1) > np.finfo(X.dtype).max ** 0.5:
             raise ValueError(
-                f"X holds values too large for the network's arithmetic (max |X| = {float(x_max):.3g} "
+                f"X holds values too large for the network's arithmetic (max |X| = {x_max:.3g} "
                 f"in {X.dtype}). Scale the features, e.g. with StandardScaler."
             )
         if self.gate_n_features is not None and self.gate_n_features > d:
@@ -247,10 +250,9 @@ class BaseSparseMLP(BaseEstimator):
         # The penalty is alpha / 2 * ||w||^2 per unit of sample weight (per
         # sample for unit weights, as in MLPClassifier), so that weighting a
         # sample equals repeating it.
-        total = sw.sum()
         stop = self._stopping(absolute_tol)
         blocks = RowBlocks(X, self.fit_intercept, Y, sw)
-        prob = Problem(blocks, loss, self.fit_intercept, alpha / total)
+        prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total)
         if b0 is None:
             b0 = loss.start(blocks.target_mean())
         with thread_limits(self.n_jobs):
@@ -261,7 +263,7 @@ class BaseSparseMLP(BaseEstimator):
                     batch_size = self.batch_size
 
                     def make_problem(rows):
-                        rb = RowBlocks(X[rows], self.fit_intercept, Y[rows], sw[rows])
+                        rb = RowBlocks(X[rows], self.fit_intercept, Y[rows], _rows(sw, rows))
                         return Problem(rb, loss, self.fit_intercept, alpha / rb.weight_total)
 
                     rng = np.random.RandomState(self._seed)
@@ -306,7 +308,7 @@ class BaseSparseMLP(BaseEstimator):
         with thread_limits(self.n_jobs):
             for start in range(0, n, batch):
                 rows = slice(start, min(n, start + batch))
-                blocks = RowBlocks(X[rows], self.fit_intercept, Y[rows], sw[rows])
+                blocks = RowBlocks(X[rows], self.fit_intercept, Y[rows], _rows(sw, rows))
                 prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total)
                 if b0 is None:
                     b0 = loss.start(blocks.target_mean())

@@ -55,6 +55,7 @@ from ._losses import (
     residual_rows,
     residual_rows_serial,
     row_loss,
+    weight,
 )
 
 TILE = 256  # rows per tile: a tile's products stay in a core's cache
@@ -62,7 +63,7 @@ MIN_BLOCK_ROWS = 2048
 MAX_BLOCKS = 16
 SUB = 256  # gates per task of the gradient pass
 PANEL = 128  # least columns of the normal equations per task
-CACHE_BYTES = 32 << 20  # bit-packed activation patterns kept per RowBlocks
+CACHE_BYTES = 16 << 20  # bit-packed activation patterns kept per RowBlocks
 MAX_SLOTS = 4096  # and at most this many units
 
 
@@ -609,7 +610,7 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_u
                     bs = 0.0
                     cs = 0.0
                     for i in range(nb):
-                        v = w[i0 + i] * AT[c0 + j, i]
+                        v = weight(w, i0 + i) * AT[c0 + j, i]
                         WAT[j, i] = v
                         bs += v * Y[i0 + i, lo]
                         cs += v
@@ -671,7 +672,7 @@ def _newton_matrix(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit
                 _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, fb_ptr, fb_idx, hidden, feat_ptr, f_col,
                             f_val, col_unit, HidT, AT)
                 for i in range(nb):
-                    wi = sw[i0 + i]
+                    wi = weight(sw, i0 + i)
                     if kind == SQUARED:
                         for l in range(k):
                             Wt[l, i] = wi
@@ -711,7 +712,7 @@ def _newton_matrix(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit
                             ALT[u, i] = 0.0
                     for j in range(pw):
                         for i in range(nb):
-                            WAT[j, i] = sw[i0 + i] * ALT[c0 + j, i]
+                            WAT[j, i] = weight(sw, i0 + i) * ALT[c0 + j, i]
                         for l in range(k):
                             tot = 0.0
                             for i in range(nb):
@@ -750,7 +751,7 @@ def _pattern_keys(Xs, starts, bits, u_slot, Hnc, hbnc, nc_col, sw, KP, CP):
             i1 = min(starts[b + 1], i0 + TILE)
             _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
             for i in range(i1 - i0):
-                if sw[i0 + i] > 0:
+                if weight(sw, i0 + i) > 0:
                     for a in range(m):
                         if DT[a, i]:
                             word[a] |= np.uint64(1) << np.uint64(nbits)
@@ -808,7 +809,7 @@ def _sign_scores(Xs, starts, bits, u_slot, Hnc, hbnc, nc_col, Wd, wb, Ud, ub, ki
             _tile_scores(Xs, i0, i1, Wd, wb, P)
             _tile_scores(Xs, i0, i1, Ud, ub, Zu)
             for i in range(i1 - i0):
-                wi = sw[i0 + i]
+                wi = weight(sw, i0 + i)
                 if wi == 0.0:
                     continue
                 for a in range(m):
@@ -831,7 +832,7 @@ def _moments(F, shift, sw, starts, sq, lin):
         for l in range(k):
             lin[b, l] = 0.0
         for i in range(starts[b], starts[b + 1]):
-            w = sw[i]
+            w = weight(sw, i)
             for l in range(k):
                 r = F[i, l] - shift[l]
                 acc += w * r * r
@@ -977,8 +978,8 @@ class RowBlocks:
     Y : ndarray (n, k) or None
         Targets (float64); None for prediction.
     sample_weight : ndarray (n,) or None
-        Nonnegative weights; they are normalised to sum to one here, so that
-        every sum below is a weighted mean.
+        Nonnegative weights (None: all equal); they are normalised to sum to
+        one here, so that every sum below is a weighted mean.
     cache_bytes : int
         Memory for cached activation patterns (0: recompute them each time).
     """
@@ -1004,10 +1005,13 @@ class RowBlocks:
         self.Y = None if Y is None else np.ascontiguousarray(Y, dtype=np.float64)
         self.k = None if Y is None else self.Y.shape[1]
         if Y is not None:
-            sw = np.ones(self.n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-            total = sw.sum()
-            self.weight_total = float(total)
-            self.sw = np.ascontiguousarray(sw / total)
+            if sample_weight is None:  # one value for all rows (see ``weight``)
+                self.weight_total = float(self.n)
+                self.sw = np.full(1, 1.0 / self.n)
+            else:
+                sw = np.asarray(sample_weight, dtype=np.float64)
+                self.weight_total = float(sw.sum())
+                self.sw = np.ascontiguousarray(sw / self.weight_total)
         self.cache = _PatternCache(self.n, self.q, cache_bytes)
 
     # ---- patterns ------------------------------------------------------
@@ -1118,7 +1122,7 @@ class RowBlocks:
 
     def total(self, w):
         """``sum_i w_i`` for per-row weights ``w``."""
-        return self._moments(w[:, None], np.zeros(1), np.ones(self.n))[1][0]
+        return self._moments(w[:, None], np.zeros(1), np.ones(1))[1][0]
 
     def target_mean(self):
         """``sum_i sw_i Y_i`` (k,)."""

@@ -145,7 +145,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
 
     n_jobs : int or None, default=None
         Threads for the numba kernels (BLAS is held to one thread inside
-        them).  None or -1 means all cores.
+        them).  None or -1 means all cores.  The result does not depend on
+        ``n_jobs``.
 
     Attributes
     ----------

@@ -58,6 +58,11 @@ class Point:
     F: object
     L: float
 
+    def kept(self):
+        """The point without its outputs: what is remembered of a best point
+        (only its network is returned), so that it holds no row."""
+        return Point(self.layer, self.b, None, self.L)
+
 
 @dataclass
 class IHTResult:
@@ -423,7 +428,7 @@ def fit_full(prob, layer, b0, ctl, stop):
         point = res.point
         if res.synced is not None:
             if best_synced is None or lower(res.synced.L, best_synced.L):
-                best_synced = res.synced
+                best_synced = res.synced.kept()
             # Gate updates make the path non-monotone: count the updates that
             # do not improve the best exact ReLU network by more than tol.
             if best_synced.L < best_L - stop.tol * (1.0 if stop.absolute_tol else abs(best_L)):
@@ -473,7 +478,7 @@ def polish(prob, point, ctl, best=None):
         before = _pattern_state(prob, point.layer)
         point = sync_point(prob, point)
         if best is None or lower(point.L, best.L):
-            best = point
+            best = point.kept()
         if _pattern_state(prob, point.layer) == before:
             break
         point = point.layer.refine(prob, point, n_steps, tol=1e-12)

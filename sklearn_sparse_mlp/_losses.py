@@ -77,6 +77,13 @@ def _lse(f):
     return mx, np.log(acc)
 
 
+@njit(cache=True, inline="always")
+def weight(sw, i):
+    """Sample weight of row i: ``sw`` holds one value per row, or a single
+    value when all rows weigh the same (no vector of length n then)."""
+    return sw[0] if sw.shape[0] == 1 else sw[i]
+
+
 @njit(cache=True)
 def row_loss(kind, f, y):
     """The unweighted loss of one row: raw outputs ``f`` (intercept included)
@@ -146,9 +153,10 @@ def loss_sums(kind, F, b, Y, sw, starts, out):
         f = np.empty(k)
         acc = 0.0
         for i in range(starts[t], starts[t + 1]):
-            if sw[i] != 0.0:
+            w = weight(sw, i)
+            if w != 0.0:
                 outputs_row(F, b, i, f)
-                acc += sw[i] * row_loss(kind, f, Y[i])
+                acc += w * row_loss(kind, f, Y[i])
         out[t] = acc
 
 
@@ -163,7 +171,7 @@ def residual_rows(kind, F, b, Y, sw, R):
             outputs_row(F, b, i, f)
             _row_gradient(kind, f, Y[i], g)
             for l in range(k):
-                R[i, l] = sw[i] * g[l]
+                R[i, l] = weight(sw, i) * g[l]
 
 
 @njit(cache=True, parallel=True)
@@ -176,12 +184,12 @@ def hessian_rows(kind, F, b, sw, W):
         for i in range(t * 1024, min(n, t * 1024 + 1024)):
             if kind == SQUARED:
                 for l in range(k):
-                    W[i, l] = sw[i]
+                    W[i, l] = weight(sw, i)
             else:
                 outputs_row(F, b, i, f)
                 row_probabilities(kind, f, P)
                 for l in range(k):
-                    W[i, l] = sw[i] * P[l] * (1.0 - P[l])
+                    W[i, l] = weight(sw, i) * P[l] * (1.0 - P[l])
 
 
 @njit(cache=True, parallel=True)
@@ -197,7 +205,7 @@ def intercept_sums(kind, F, b, Y, sw, starts, G, H):
             for m in range(k):
                 H[t, l, m] = 0.0
         for i in range(starts[t], starts[t + 1]):
-            w = sw[i]
+            w = weight(sw, i)
             if w == 0.0:
                 continue
             outputs_row(F, b, i, f)

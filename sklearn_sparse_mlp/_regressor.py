@@ -99,7 +99,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         Threads for the numba kernels (BLAS is held to one thread inside
         them, so the cores are not oversubscribed).  None or -1 means all
         cores.  Inside an outer parallel loop (e.g. ``GridSearchCV(n_jobs=...)``)
-        pass 1.
+        pass 1.  The result does not depend on ``n_jobs``.
 
     Attributes
     ----------
@@ -165,11 +165,12 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     One iteration costs about ``4 n (d + 1) p k`` flops, spent in two
     matrix products per chunk of hidden units.  Every sum over samples is
     taken over row blocks whose boundaries depend on the number of samples
-    only, in a fixed order, so a fit is bit-identical for any ``n_jobs``.  The memory is ``O(n d)`` for
-    the data plus terms in ``n``, ``s`` and a chunk of ``c <= 512`` units (the
-    activation patterns of the active units, the streaming top-``s`` buffer,
-    the normal equations of the support), independent of the width ``p``:
-    see the memory model in the :ref:`User Guide <memory_model>`.  Scale the
+    only, in a fixed order, so a fit is bit-identical for any ``n_jobs``.
+    Beyond the data (used in place; sparse input is never densified), the
+    memory holds a few vectors of length ``n``, bit-packed activation
+    patterns (at most 32 MiB), the streaming top-``s`` buffer and the
+    normal equations of the support, independent of the width ``p``: see
+    the memory model in the :ref:`User Guide <memory_model>`.  Scale the
     features (e.g. with :class:`~sklearn.preprocessing.StandardScaler`):
     random gates and magnitude thresholding both assume comparable feature
     scales.

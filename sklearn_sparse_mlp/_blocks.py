@@ -180,7 +180,7 @@ def _entry_gradient(Xs, i0, i1, XT, RhT, feat_ptr, f_col, f_ent, acc):  # pragma
     pass
 
 
-def _feature_bases(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT):  # pragma: no cover
+def _feature_bases(Xs, i0, i1, XT, DT, b_unit, u0, fb_ptr, fb_idx, AT):  # pragma: no cover
     pass
 
 
@@ -257,21 +257,21 @@ def _ov_entry_gradient(Xs, i0, i1, XT, RhT, feat_ptr, f_col, f_ent, acc):
 
 
 @overload(_feature_bases, inline="always")
-def _ov_feature_bases(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT):
-    """``AT[u, i] = x_i,f D[unit(u), i]`` for the bases u listed by feature f
-    (rows of AT pre-zeroed)."""
+def _ov_feature_bases(Xs, i0, i1, XT, DT, b_unit, u0, fb_ptr, fb_idx, AT):
+    """``AT[u - u0, i] = x_i,f D[unit(u), i]`` for the bases u listed by
+    feature f (rows of AT pre-zeroed)."""
     if isinstance(Xs, types.Array):
-        def dense(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT):
+        def dense(Xs, i0, i1, XT, DT, b_unit, u0, fb_ptr, fb_idx, AT):
             nb = i1 - i0
             for f in range(Xs.shape[1]):
                 for e in range(fb_ptr[f], fb_ptr[f + 1]):
                     u = fb_idx[e]
                     a = b_unit[u]
                     for i in range(nb):
-                        AT[u, i] = XT[f, i] if DT[a, i] else 0.0
+                        AT[u - u0, i] = XT[f, i] if DT[a, i] else 0.0
         return dense
 
-    def csr(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT):
+    def csr(Xs, i0, i1, XT, DT, b_unit, u0, fb_ptr, fb_idx, AT):
         data, indices, indptr = Xs[0], Xs[1], Xs[2]
         for i in range(i1 - i0):
             for t in range(indptr[i0 + i], indptr[i0 + i + 1]):
@@ -279,7 +279,7 @@ def _ov_feature_bases(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT):
                 for e in range(fb_ptr[f], fb_ptr[f + 1]):
                     u = fb_idx[e]
                     if DT[b_unit[u], i]:
-                        AT[u, i] = data[t]
+                        AT[u - u0, i] = data[t]
     return csr
 
 
@@ -300,10 +300,18 @@ def _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT):
     """``DT[a, :nb]``: activation pattern of unit a on rows i0:i1, read from the
     bit-packed cache (slot ``u_slot[a] >= 0``) or computed from its gate
     (column ``nc_col[a]`` of ``Hnc``)."""
+    _tile_patterns_of(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, np.ones(u_slot.shape[0], np.uint8), DT)
+
+
+@njit(cache=True)
+def _tile_patterns_of(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, need, DT):
+    """``_tile_patterns`` for the units with ``need[a]`` only."""
     nb = i1 - i0
     if Hnc.shape[1] > 0:
         _tile_scores(Xs, i0, i1, Hnc, hbnc, Znc)
     for a in range(u_slot.shape[0]):
+        if not need[a]:
+            continue
         sl = u_slot[a]
         if sl >= 0:
             for i in range(nb):
@@ -338,29 +346,29 @@ def _tile_hidden(Xs, i0, i1, has_bias, XT, DT, feat_ptr, f_col, f_val, col_unit,
 
 
 @njit(cache=True)
-def _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, fb_ptr, fb_idx, hidden, feat_ptr, f_col, f_val,
-                col_unit, HidT, AT):
-    """``AT[u, :nb]``: Jacobian base column u on a tile, ``D[b_unit[u]] x_f``
-    for a first-layer entry (listed by feature f in ``fb_ptr``/``fb_idx``, the
-    constant input at f = d), or the hidden column ``b_hcol[u] >= 0``; zero
-    beyond the tile's rows."""
+def _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, u0, u1, fb_ptr, fb_idx, hidden, feat_ptr, f_col,
+                f_val, col_unit, HidT, AT):
+    """``AT[u - u0, :nb]``: Jacobian base column u (``u0 <= u < u1``) on a
+    tile, ``D[b_unit[u]] x_f`` for a first-layer entry (listed by feature f
+    in ``fb_ptr``/``fb_idx``, the constant input at f = d), or the hidden
+    column ``b_hcol[u] >= 0``; zero beyond the tile's rows."""
     d = _n_features(Xs)
     nb = i1 - i0
     AT[:] = 0.0
-    _feature_bases(Xs, i0, i1, XT, DT, b_unit, fb_ptr, fb_idx, AT)
+    _feature_bases(Xs, i0, i1, XT, DT, b_unit, u0, fb_ptr, fb_idx, AT)
     if has_bias:
         for e in range(fb_ptr[d], fb_ptr[d + 1]):
             u = fb_idx[e]
             a = b_unit[u]
             for i in range(nb):
-                AT[u, i] = DT[a, i]
+                AT[u - u0, i] = DT[a, i]
     if hidden:
         _tile_hidden(Xs, i0, i1, has_bias, XT, DT, feat_ptr, f_col, f_val, col_unit, HidT)
-        for u in range(b_unit.shape[0]):
+        for u in range(u0, u1):
             h = b_hcol[u]
             if h >= 0:
                 for i in range(nb):
-                    AT[u, i] = HidT[h, i]
+                    AT[u - u0, i] = HidT[h, i]
 
 
 # --------------------------------------------------------------------------
@@ -565,34 +573,42 @@ def _panel_width(S):
 
 
 @njit(cache=True, parallel=True)
-def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit, b_hcol, fb_ptr, fb_idx,
-                      feat_ptr, f_col, f_val, col_unit, w, Y, b_out, G, Bv, Cv):
-    """Weighted normal equations of a set of columns of the network's Jacobian.
+def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, need, b_unit, b_hcol, gstart,
+                      fb_ptr, fb_idx, feat_ptr, f_col, f_val, col_unit, task_g, task_c0, task_c1, W, Y, b_out,
+                      G, Bv, Cv):
+    """Weighted normal equations of groups of columns of the network's Jacobian.
 
-    Column u is ``a_u`` of ``_tile_bases``.  Accumulates
-    ``G += A^T diag(w) A``, ``Bv[u] += sum_i w_i a_iu Y[i, b_out[u]]`` and
-    ``Cv += A^T w``.  Tasks are panels of PANEL columns of G; each runs over
-    the blocks in order (a block's sum, then added), its tiles in order.
+    Columns ``gstart[g] <= u < gstart[g + 1]`` form group g, weighted by
+    ``W[:, g]`` (or one weight for all rows and groups if W has one row), with
+    their features listed in row g of ``fb_ptr`` (positions in ``fb_idx``);
+    ``need[g]`` marks the units they use.  Column u is ``a_u`` of
+    ``_tile_bases``.  Accumulates, within each group, ``G += A^T diag(w) A``,
+    ``Bv[u] += sum_i w_i a_iu Y[i, b_out[u]]`` and ``Cv += A^T w`` (G is zero
+    between groups).  A task is a panel of one group's columns, fixed by the
+    group's size; it runs over the blocks in order (a block's sum, then
+    added), its tiles in order.
     """
     m = u_slot.shape[0]
-    S = b_unit.shape[0]
     hidden = False
-    for u in range(S):
+    for u in range(b_unit.shape[0]):
         if b_hcol[u] >= 0:
             hidden = True
-    width = _panel_width(S)
-    for pn in prange((S + width - 1) // width):
-        c0 = pn * width
-        pw = min(S, c0 + width) - c0
-        AT = np.empty((S, TILE))
+    for t in prange(task_g.shape[0]):
+        g = task_g[t]
+        u0 = gstart[g]
+        Sg = gstart[g + 1] - u0
+        c0 = task_c0[t]
+        pw = task_c1[t] - c0
+        AT = np.empty((Sg, TILE))
         WAT = np.empty((pw, TILE))
-        Gb = np.empty((S, pw))
+        Gb = np.empty((Sg, pw))
         Bb = np.empty(pw)
         Cb = np.empty(pw)
-        DT = np.empty((m, TILE), dtype=np.uint8)
+        DT = np.zeros((m, TILE), dtype=np.uint8)
         Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
         XT = _xt_buffer(Xs)
         HidT = np.empty((col_unit.shape[0], TILE))
+        wcol = 0 if W.shape[1] == 1 else g
         for b in range(starts.shape[0] - 1):
             Gb[:] = 0.0
             Bb[:] = 0.0
@@ -601,25 +617,26 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_u
                 i1 = min(starts[b + 1], i0 + TILE)
                 nb = i1 - i0
                 _tile_transpose(Xs, i0, i1, XT)
-                _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
-                _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, fb_ptr, fb_idx, hidden, feat_ptr, f_col,
-                            f_val, col_unit, HidT, AT)
+                _tile_patterns_of(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, need[g], DT)
+                _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, u0, u0 + Sg, fb_ptr[g], fb_idx, hidden,
+                            feat_ptr, f_col, f_val, col_unit, HidT, AT)
                 WAT[:] = 0.0
                 for j in range(pw):
                     lo = b_out[c0 + j]
                     bs = 0.0
                     cs = 0.0
                     for i in range(nb):
-                        v = weight(w, i0 + i) * AT[c0 + j, i]
+                        wi = W[0, wcol] if W.shape[0] == 1 else W[i0 + i, wcol]
+                        v = wi * AT[c0 - u0 + j, i]
                         WAT[j, i] = v
                         bs += v * Y[i0 + i, lo]
                         cs += v
                     Bb[j] += bs
                     Cb[j] += cs
                 Gb += np.dot(AT, WAT.T)
-            for u in range(S):
+            for u in range(Sg):
                 for j in range(pw):
-                    G[u, c0 + j] += Gb[u, j]
+                    G[u0 + u, c0 + j] += Gb[u, j]
             for j in range(pw):
                 Bv[c0 + j] += Bb[j]
                 Cv[c0 + j] += Cb[j]
@@ -669,8 +686,8 @@ def _newton_matrix(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit
                 nb = i1 - i0
                 _tile_transpose(Xs, i0, i1, XT)
                 _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
-                _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, fb_ptr, fb_idx, hidden, feat_ptr, f_col,
-                            f_val, col_unit, HidT, AT)
+                _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, 0, S, fb_ptr, fb_idx, hidden, feat_ptr,
+                            f_col, f_val, col_unit, HidT, AT)
                 for i in range(nb):
                     wi = weight(sw, i0 + i)
                     if kind == SQUARED:
@@ -1068,17 +1085,15 @@ class RowBlocks:
         """The output intercept minimising the loss for outputs ``F``."""
         k = F.shape[1]
 
-        def value(b):
-            return self.loss(kind, F, b)
-
         def stats(b):
+            L = np.empty(self.n_blocks)
             G = np.empty((self.n_blocks, k))
             H = np.empty((self.n_blocks, k, k))
             kernel = _pick(intercept_sums, intercept_sums_serial, self.n_blocks)
-            kernel(kind, F, b, self.Y, self.sw, self.starts, G, H)
-            return ordered_sum(G), ordered_sum(H)
+            kernel(kind, F, b, self.Y, self.sw, self.starts, L, G, H)
+            return float(ordered_sum(L)), ordered_sum(G), ordered_sum(H)
 
-        return newton_intercept(kind, value, stats, k, b0)
+        return newton_intercept(kind, stats, k, b0)
 
     def residual(self, kind, F, b):
         """``R = dL/dF`` at ``F + b`` (n x k): an opaque handle for the gradients."""
@@ -1172,34 +1187,56 @@ class RowBlocks:
                np.ascontiguousarray(R, dtype=np.float64), uP, vP)
         return ordered_sum(uP), ordered_sum(vP)
 
-    def _bases(self, b_feat, b_hcol):
-        """Base columns grouped by input feature (hidden columns last)."""
-        is_feat = b_hcol < 0
-        feats = np.where(is_feat, b_feat, self.q)  # hidden bases sort past every input
-        order = np.argsort(feats, kind="stable")
-        fb_ptr = np.zeros(self.q + 2, dtype=np.int64)
-        np.cumsum(np.bincount(feats, minlength=self.q + 1), out=fb_ptr[1:])
-        return fb_ptr[: self.q + 1], order.astype(np.int64)
+    def _bases(self, b_feat, b_hcol, groups=None):
+        """Base columns grouped by input feature (hidden columns last), within
+        each group: (ptr (n_groups x (q + 1)), base indices)."""
+        S = b_feat.shape[0]
+        groups = np.zeros(S, dtype=np.int64) if groups is None else groups
+        n_groups = int(groups.max()) + 1 if S else 1
+        feats = np.where(b_hcol < 0, b_feat, self.q)  # hidden bases sort past every input
+        order = np.lexsort((np.arange(S), feats, groups))
+        key = groups * (self.q + 1) + feats
+        counts = np.bincount(key, minlength=n_groups * (self.q + 1)).reshape(n_groups, self.q + 1)
+        ptr = np.zeros((n_groups, self.q + 1), dtype=np.int64)
+        ptr[:, 1:] = np.cumsum(counts, axis=1)[:, :-1]
+        ptr += np.concatenate([[0], np.cumsum(counts.sum(axis=1))[:-1]]).astype(np.int64)[:, None]
+        return np.ascontiguousarray(ptr), order.astype(np.int64)
 
-    def normal_equations(self, spec, b_unit, b_feat, b_hcol, w, b_out):
+    def normal_equations(self, spec, b_unit, b_feat, b_hcol, w, b_out, groups=None):
         """``(G, B, C)``: ``A^T diag(w) A``, ``sum_i w_i a_iu Y[i, b_out[u]]`` and
         ``A^T w`` for the Jacobian columns ``a_u`` described in
         ``_normal_equations`` (first-layer entries ``(b_unit, b_feat)``, or the
-        hidden columns ``b_hcol`` of ``spec``)."""
+        hidden columns ``b_hcol`` of ``spec``).
+
+        ``groups`` (sorted, contiguous): several independent systems at once,
+        group g weighted by column g of ``w`` (n x n_groups); G is zero
+        between groups.  Without groups, ``w`` is one weight per row."""
         S = b_unit.shape[0]
         G = np.zeros((S, S))
         Bv = np.zeros(S)
         Cv = np.zeros(S)
         if S == 0:
             return G, Bv, Cv
+        w = np.asarray(w, dtype=np.float64)
+        W = np.ascontiguousarray(w.reshape(-1, 1) if groups is None else w)
+        groups = np.zeros(S, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+        n_groups = int(groups[-1]) + 1
+        gstart = np.searchsorted(groups, np.arange(n_groups + 1)).astype(np.int64)
         pat = self.patterns(spec.units, spec.gates)
-        fb_ptr, fb_idx = self._bases(b_feat, b_hcol)
+        need = np.zeros((n_groups, spec.units.shape[0]), dtype=np.uint8)
+        need[groups, b_unit] = 1
+        if np.any(b_hcol >= 0):
+            need[:] = 1  # hidden columns use every unit of the network
+        fb_ptr, fb_idx = self._bases(b_feat, b_hcol, groups)
+        tasks = [(g, c0, min(gstart[g + 1], c0 + _panel_width(gstart[g + 1] - gstart[g])))
+                 for g in range(n_groups)
+                 for c0 in range(gstart[g], gstart[g + 1], _panel_width(gstart[g + 1] - gstart[g]))]
+        task_g, task_c0, task_c1 = (np.array(col, dtype=np.int64) for col in zip(*tasks))
         ptr, col, val, _ = spec.by_feature(self.q)
-        kernel = _pick(_normal_equations, _normal_equations_serial, -(-S // _panel_width(S)))
-        kernel(self.Xs, self.starts, self.has_bias, *pat, np.ascontiguousarray(b_unit, dtype=np.int64),
-               np.ascontiguousarray(b_hcol, dtype=np.int64), fb_ptr, fb_idx, ptr, col, val,
-               spec.col_unit, np.ascontiguousarray(w, dtype=np.float64), self.Y,
-               np.ascontiguousarray(b_out, dtype=np.int64), G, Bv, Cv)
+        kernel = _pick(_normal_equations, _normal_equations_serial, len(tasks))
+        kernel(self.Xs, self.starts, self.has_bias, *pat, need, np.ascontiguousarray(b_unit, dtype=np.int64),
+               np.ascontiguousarray(b_hcol, dtype=np.int64), gstart, fb_ptr, fb_idx, ptr, col, val, spec.col_unit,
+               task_g, task_c0, task_c1, W, self.Y, np.ascontiguousarray(b_out, dtype=np.int64), G, Bv, Cv)
         return G, Bv, Cv
 
     def newton_matrix(self, spec, b_unit, b_feat, b_hcol, coef, kind, F, b):
@@ -1213,6 +1250,7 @@ class RowBlocks:
             return G, Cm
         pat = self.patterns(spec.units, spec.gates)
         fb_ptr, fb_idx = self._bases(b_feat, b_hcol)
+        fb_ptr = fb_ptr[0]
         ptr, col, val, _ = spec.by_feature(self.q)
         kernel = _pick(_newton_matrix, _newton_matrix_serial, -(-S // _panel_width(S)))
         kernel(self.Xs, self.starts, self.has_bias, *pat, np.ascontiguousarray(b_unit, dtype=np.int64),
@@ -1224,10 +1262,11 @@ class RowBlocks:
     def intercept_hessian(self, kind, F, b):
         """Hessian (k x k) of the loss in the output intercept."""
         k = F.shape[1]
+        L = np.empty(self.n_blocks)
         G = np.empty((self.n_blocks, k))
         H = np.empty((self.n_blocks, k, k))
         kernel = _pick(intercept_sums, intercept_sums_serial, self.n_blocks)
-        kernel(kind, F, np.asarray(b, dtype=np.float64), self.Y, self.sw, self.starts, G, H)
+        kernel(kind, F, np.asarray(b, dtype=np.float64), self.Y, self.sw, self.starts, L, G, H)
         return ordered_sum(H)
 
     # ---- patterns: merging and signs -----------------------------------

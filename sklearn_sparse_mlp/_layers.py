@@ -213,22 +213,27 @@ class FusedLayer:
         ``W`` (n x k), block diagonal over outputs (the softmax's cross-output
         terms are left out), intercept eliminated, plus the penalty; each
         output's block is solved on its own (eigenvalues floored at 1e-8 of
-        the largest).
+        the largest).  All outputs' blocks come from one pass over the rows.
         """
         blocks = prob.blocks
         pos, feat, hcol, out = self._bases()
-        spec = self.spec()
+        perm = np.argsort(out, kind="stable")
+        present, groups = np.unique(out[perm], return_inverse=True)
+        groups = groups.astype(np.int64).ravel()
+        Wp = np.ascontiguousarray(W[:, present])
+        G, _, C = blocks.normal_equations(self.spec(), pos[perm], feat[perm], hcol[perm], Wp, out[perm], groups)
         dv = np.zeros(self.idx.size)
-        for l in np.unique(out):
-            sel = np.flatnonzero(out == l)
-            w = blocks.column(W, l)
-            G, _, C = blocks.normal_equations(spec, pos[sel], feat[sel], hcol[sel], w, out[sel])
+        bounds = np.searchsorted(groups, np.arange(present.size + 1))
+        for gi in range(present.size):
+            sel = slice(bounds[gi], bounds[gi + 1])
+            Gl = G[sel, sel]
             if prob.fit_intercept:
-                G = G - np.outer(C, C) / max(blocks.total(w), 1e-300)
-            G[np.diag_indices_from(G)] += prob.penalty
-            step = _eig_solve(G, g[sel], 1e-8, "floor")
+                Cl = C[sel]
+                Gl = Gl - np.outer(Cl, Cl) / max(blocks.total(Wp[:, gi]), 1e-300)
+            Gl[np.diag_indices_from(Gl)] += prob.penalty
+            step = _eig_solve(Gl, g[perm[sel]], 1e-8, "floor")
             if step is not None:
-                dv[sel] = -step
+                dv[perm[sel]] = -step
         return dv
 
     def _refine_newton(self, prob, point, n_steps):

@@ -193,13 +193,14 @@ def hessian_rows(kind, F, b, sw, W):
 
 
 @njit(cache=True, parallel=True)
-def intercept_sums(kind, F, b, Y, sw, starts, G, H):
-    """Per block: the gradient ``G[t]`` (k) and Hessian ``H[t]`` (k x k) of the
-    loss in the output intercept."""
+def intercept_sums(kind, F, b, Y, sw, starts, L, G, H):
+    """Per block: the loss ``L[t]``, its gradient ``G[t]`` (k) and Hessian
+    ``H[t]`` (k x k) in the output intercept."""
     k = F.shape[1]
     for t in prange(starts.shape[0] - 1):
         f = np.empty(k)
         P = np.empty(k)
+        acc = 0.0
         for l in range(k):
             G[t, l] = 0.0
             for m in range(k):
@@ -209,6 +210,7 @@ def intercept_sums(kind, F, b, Y, sw, starts, G, H):
             if w == 0.0:
                 continue
             outputs_row(F, b, i, f)
+            acc += w * row_loss(kind, f, Y[i])
             if kind == SQUARED:
                 for l in range(k):
                     G[t, l] += w * (f[l] - Y[i, l])
@@ -223,6 +225,7 @@ def intercept_sums(kind, F, b, Y, sw, starts, G, H):
                 else:
                     for m in range(k):
                         H[t, l, m] -= w * P[l] * P[m]
+        L[t] = acc
 
 
 loss_sums_serial = serial_kernel(loss_sums)
@@ -255,13 +258,13 @@ def ordered_sum(parts):
 # --------------------------------------------------------------------------
 # the output intercept
 # --------------------------------------------------------------------------
-def newton_intercept(kind, value, stats, k, b0, n_steps=50):
+def newton_intercept(kind, stats, k, b0, n_steps=50):
     """Output intercept by safeguarded Newton steps, to machine precision.
 
-    ``value(b)`` is the loss and ``stats(b)`` its gradient (k) and Hessian
-    (k x k) in the intercept, both sums over row blocks.  Each step solves
-    with the Hessian (pseudo-inverse: the softmax Hessian is singular along
-    the all-ones direction, along which the gradient vanishes) and keeps the
+    ``stats(b)`` returns the loss, its gradient (k) and its Hessian (k x k)
+    in the intercept (sums over row blocks, one pass).  Each step solves with
+    the Hessian (pseudo-inverse: the softmax Hessian is singular along the
+    all-ones direction, along which the gradient vanishes) and keeps the
     intercept in ``[-_B_MAX, _B_MAX]``.  Far from the solution a step is
     shortened until the loss does not increase; once steps are small
     (< 1e-6) Newton converges quadratically and steps are taken as they are
@@ -271,12 +274,11 @@ def newton_intercept(kind, value, stats, k, b0, n_steps=50):
     squared loss takes one exact step.
     """
     if kind == SQUARED:
-        g, H = stats(np.zeros(k))
+        _, g, _ = stats(np.zeros(k))
         return -g  # the weights sum to one: b = sum_i sw_i (Y_i - F0_i)
     b = np.zeros(k) if b0 is None else np.clip(np.asarray(b0, dtype=np.float64), -_B_MAX, _B_MAX)
-    L = None
+    L, g, H = stats(b)
     for _ in range(n_steps):
-        g, H = stats(b)
         if not np.any(g):
             break
         step = np.linalg.lstsq(H, g, rcond=1e-12)[0] if k > 1 else g / max(H[0, 0], 1e-300)
@@ -284,15 +286,15 @@ def newton_intercept(kind, value, stats, k, b0, n_steps=50):
         size = np.abs(step).max()
         if size <= 1e-6:
             b_new = np.clip(b - step, -_B_MAX, _B_MAX)
-            if size <= 1e-15 * max(1.0, np.abs(b).max()) or np.array_equal(b_new, b):
-                b = b_new
+            done = size <= 1e-15 * max(1.0, np.abs(b).max()) or np.array_equal(b_new, b)
+            b = b_new
+            if done:
                 break
-            b, L = b_new, None
+            L, g, H = stats(b)
             continue
-        L = value(b) if L is None else L
         for _ in range(8):
             b_new = np.clip(b - step, -_B_MAX, _B_MAX)
-            L_new = value(b_new)
+            L_new, g_new, H_new = stats(b_new)
             if L_new <= L:
                 break
             step *= 0.25
@@ -300,7 +302,7 @@ def newton_intercept(kind, value, stats, k, b0, n_steps=50):
             break  # no decrease along the Newton direction
         if np.array_equal(b_new, b):
             break
-        b, L = b_new, L_new
+        b, L, g, H = b_new, L_new, g_new, H_new
     if kind == SOFTMAX:
         b = b - b.mean()  # outputs are defined up to a common shift
     return b
@@ -349,8 +351,8 @@ class Loss:
         """Hessian (k x k) of the loss with respect to the output intercept."""
         F, sw = _f64(F), _f64(sw)
         k = F.shape[1]
-        G, H = np.empty((1, k)), np.empty((1, k, k))
-        intercept_sums_serial(self.kind, F, np.zeros(k), np.zeros_like(F), sw, _one_block(F.shape[0]), G, H)
+        L, G, H = np.empty(1), np.empty((1, k)), np.empty((1, k, k))
+        intercept_sums_serial(self.kind, F, np.zeros(k), np.zeros_like(F), sw, _one_block(F.shape[0]), L, G, H)
         return H[0]
 
     def intercept(self, F0, Y, sw, b0):
@@ -359,17 +361,12 @@ class Loss:
         k = F0.shape[1]
         starts = _one_block(F0.shape[0])
 
-        def value(b):
-            out = np.empty(1)
-            loss_sums_serial(self.kind, F0, b, Y, sw, starts, out)
-            return float(out[0])
-
         def stats(b):
-            G, H = np.empty((1, k)), np.empty((1, k, k))
-            intercept_sums_serial(self.kind, F0, b, Y, sw, starts, G, H)
-            return G[0], H[0]
+            L, G, H = np.empty(1), np.empty((1, k)), np.empty((1, k, k))
+            intercept_sums_serial(self.kind, F0, b, Y, sw, starts, L, G, H)
+            return float(L[0]), G[0], H[0]
 
-        return newton_intercept(self.kind, value, stats, k, b0)
+        return newton_intercept(self.kind, stats, k, b0)
 
     def initial_intercept(self, Y, sw):
         Y, sw = _f64(Y), _f64(sw)

@@ -115,6 +115,16 @@ def test_blocks_match_explicit(dtype, sparse, cache):
     np.testing.assert_allclose(G, Ab.T @ (w[:, None] * Ab), rtol=rel, atol=rel * N)
     np.testing.assert_allclose(B, np.einsum("iu,i,iu->u", Ab, w, Y[:, b_out]), rtol=rel, atol=rel * N)
     np.testing.assert_allclose(C, Ab.T @ w, rtol=rel, atol=rel * N)
+    # Grouped: one system per output, each with its own weights, in one pass.
+    perm = np.argsort(out, kind="stable")
+    groups = out[perm]
+    Wg = rng.random((N, K))
+    G, B, C = blocks.normal_equations(spec, pos[perm], feat[perm], np.full(perm.size, -1), Wg, out[perm], groups)
+    Ap = A[:, perm]
+    same = groups[:, None] == groups[None, :]
+    G_ref = sum(np.where(same & (groups[:, None] == l), Ap.T @ (Wg[:, [l]] * Ap), 0.0) for l in range(K))
+    np.testing.assert_allclose(G, G_ref, rtol=rel, atol=rel * N)
+    np.testing.assert_allclose(C, np.einsum("iu,iu->u", Ap, Wg[:, groups]), rtol=rel, atol=rel * N)
     # One chunk of the full gradient.
     H = gates(np.arange(p))
     _, Dall = _explicit(X, H, has_bias)

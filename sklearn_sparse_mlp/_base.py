@@ -20,7 +20,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._blocks import RowBlocks
 from ._gates import Gates
 from ._iht import Control, IHTResult, Problem, Stopping, fit_full, fit_minibatch, partial_step
-from ._layers import FactoredLayer, FusedLayer, factor_fused
+from ._layers import FusedLayer, factor_fused
 
 
 @contextmanager
@@ -172,6 +172,20 @@ class BaseSparseMLP(BaseEstimator):
         if self.gate_update == "auto":
             return "sequential" if n_outputs == 1 else "fixed"
         return self.gate_update
+
+    def _validate_xy(self, X, y, reset, ensure_min_samples, y_numeric):
+        """Validated training data (dense float32/float64 or CSR/CSC X)."""
+        return validate_data(
+            self,
+            X,
+            y,
+            reset=reset,
+            accept_sparse=["csr", "csc"],
+            dtype=[np.float64, np.float32],
+            multi_output=True,
+            y_numeric=y_numeric,
+            ensure_min_samples=ensure_min_samples,
+        )
 
     def _validate_X(self, X, reset):
         return validate_data(
@@ -399,5 +413,3 @@ class BaseSparseMLP(BaseEstimator):
             F = blocks.forward(layer.spec()) if layer.nnz else np.zeros((X.shape[0], k))
         return np.ascontiguousarray(F + self._intercept), X.dtype
 
-
-__all__ = ["BaseSparseMLP", "FactoredLayer", "thread_limits"]

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseSparseMLP
 from ._labels import TargetEncoder
@@ -320,17 +320,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         >>> clf.classes_, clf.n_outputs_, clf.out_activation_
         (array([0, 1, 2]), 3, 'softmax')
         """
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc"],
-            dtype=[np.float64, np.float32],
-            multi_output=True,
-            ensure_min_samples=2,
-        )
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
+        X, y = self._validate_training(X, y, reset=True, ensure_min_samples=2)
         encoder = TargetEncoder().fit(y)
         if (
             self.warm_start
@@ -410,17 +400,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         True
         """
         first = _check_partial_fit_first_call(self, classes)
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=first,
-            accept_sparse=["csr", "csc"],
-            dtype=[np.float64, np.float32],
-            multi_output=True,
-        )
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
+        X, y = self._validate_training(X, y, reset=first, ensure_min_samples=1)
         if first:
             multilabel = type_of_target(y).startswith("multilabel")
             encoder = TargetEncoder().fit(y if multilabel else np.asarray(self.classes_))
@@ -440,6 +420,13 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         loss = self._set_encoder(encoder)
         return self._partial_fit_arrays(X, Y, sample_weight, loss, first, coupling=self.output_coupling,
                                         alpha=self.alpha)
+
+    def _validate_training(self, X, y, reset, ensure_min_samples):
+        """Validated X and labels (a column vector of labels made 1-D)."""
+        X, y = self._validate_xy(X, y, reset, ensure_min_samples, y_numeric=False)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        return X, y
 
     def _outputs(self, X):
         """(raw outputs, target encoder) for X."""

@@ -2,7 +2,6 @@
 
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
-from sklearn.utils.validation import validate_data
 
 from ._base import BaseSparseMLP
 from ._losses import SquaredLoss
@@ -229,19 +228,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         >>> reg.n_nonzero_ <= 6, reg.coef_.shape
         (True, (10, 6))
         """
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc"],
-            dtype=[np.float64, np.float32],
-            multi_output=True,
-            y_numeric=True,
-            ensure_min_samples=2,
-        )
-        y = np.asarray(y, dtype=np.float64)
-        self._y_ndim = y.ndim
-        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        X, Y = self._validate_training(X, y, reset=True, ensure_min_samples=2)
         return self._fit_arrays(X, Y, sample_weight, SquaredLoss())
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -285,21 +272,16 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         (18, True)
         """
         first = not hasattr(self, "_layer")
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=first,
-            accept_sparse=["csr", "csc"],
-            dtype=[np.float64, np.float32],
-            multi_output=True,
-            y_numeric=True,
-        )
-        y = np.asarray(y, dtype=np.float64)
-        if first:
-            self._y_ndim = y.ndim
-        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        X, Y = self._validate_training(X, y, reset=first, ensure_min_samples=1)
         return self._partial_fit_arrays(X, Y, sample_weight, SquaredLoss(), first)
+
+    def _validate_training(self, X, y, reset, ensure_min_samples):
+        """Validated X and float64 targets as an (n, k) matrix."""
+        X, y = self._validate_xy(X, y, reset, ensure_min_samples, y_numeric=True)
+        y = np.asarray(y, dtype=np.float64)
+        if reset:
+            self._y_ndim = y.ndim
+        return X, (y.reshape(-1, 1) if y.ndim == 1 else y)
 
     def predict(self, X):
         """Predict with the sparse network.

@@ -23,7 +23,7 @@ else:  # python benchmarks/bench_core.py
     from _common import RESULTS, time_hot_loop
 
 
-def hot_loop(n=20000, d=100, p=2000, repeats=3):
+def hot_loop(n=20000, d=100, p=2000, repeats=5):
     """Seconds of one streaming gradient pass and of one IHT iteration, over
     the seconds of NumPy's X @ H and X.T @ M of the same shapes."""
     rows = []
@@ -183,7 +183,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     print("[1/3] hot loop", flush=True)
-    hot = hot_loop(repeats=2 if args.quick else 5)
+    hot = hot_loop(repeats=5)
     print("[2/3] memory", flush=True)
     mem = memory([1000, 100000, 1000000])
     print("[3/3] planted recovery", flush=True)

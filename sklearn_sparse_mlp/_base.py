@@ -19,7 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._blocks import RowBlocks
 from ._gates import Gates
-from ._iht import Control, IHTResult, Problem, Stopping, fit_full, fit_minibatch, partial_step
+from ._iht import Control, IHTResult, Monitor, Problem, Stopping, fit_full, fit_minibatch, partial_step
 from ._layers import FusedLayer, factor_fused
 
 
@@ -98,6 +98,9 @@ class BaseSparseMLP(BaseEstimator):
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_refine_steps": [Interval(numbers.Integral, 0, None, closed="left")],
         "fit_intercept": ["boolean"],
         "warm_start": ["boolean"],
@@ -121,7 +124,10 @@ class BaseSparseMLP(BaseEstimator):
         batch_size=None,
         max_iter=100,
         tol=1e-4,
+        alpha=1.0,
         n_iter_no_change=5,
+        early_stopping=False,
+        validation_fraction=0.1,
         n_refine_steps=5,
         fit_intercept=True,
         warm_start=False,
@@ -129,6 +135,9 @@ class BaseSparseMLP(BaseEstimator):
         verbose=0,
         n_jobs=None,
     ):
+        self.alpha = alpha
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.n_nonzero_coefs = n_nonzero_coefs
         self.hidden_layer_sizes = hidden_layer_sizes
         self.gate_update = gate_update
@@ -167,10 +176,11 @@ class BaseSparseMLP(BaseEstimator):
             )
         return int(sizes[0])
 
-    def _gate_mode(self, n_outputs):
-        """"sequential" or "fixed" ("auto": sequential for one output)."""
+    def _gate_mode(self, n_outputs, coupling="fused"):
+        """"sequential" or "fixed" ("auto": sequential for one output and for
+        the shared output coupling)."""
         if self.gate_update == "auto":
-            return "sequential" if n_outputs == 1 else "fixed"
+            return "sequential" if n_outputs == 1 or coupling == "shared" else "fixed"
         return self.gate_update
 
     def _validate_xy(self, X, y, reset, ensure_min_samples, y_numeric):
@@ -232,7 +242,7 @@ class BaseSparseMLP(BaseEstimator):
         p = self._n_hidden()
         q = d + 1 if self.fit_intercept else d
         s = _budget(self.n_nonzero_coefs, p * q * k)
-        gate_mode = self._gate_mode(k)
+        gate_mode = self._gate_mode(k, coupling)
         signature = (d, k, p, bool(self.fit_intercept), self.gate_n_features, coupling, gate_mode)
         if reuse and hasattr(self, "_layer") and getattr(self, "_signature", None) == signature:
             seed, layer, b0 = self._seed, self._layer, self._intercept
@@ -255,14 +265,19 @@ class BaseSparseMLP(BaseEstimator):
     def _stopping(self, absolute_tol):
         return Stopping(self.max_iter, self.tol, self.n_iter_no_change, absolute_tol, self.verbose)
 
-    def _fit_arrays(self, X, Y, sample_weight, loss, coupling="fused", alpha=0.0, absolute_tol=False):
+    def _fit_arrays(self, X, Y, sample_weight, loss, coupling="fused", absolute_tol=False, stratify=None):
         """Common fit on validated X (n x d) and float64 targets Y (n x k)."""
         n, d = X.shape
         k = Y.shape[1]
         sw = self._check_arrays(X, Y, sample_weight)
         p, q, s, layer, b0, ctl = self._setup(d, k, coupling, self.warm_start)
+        alpha = float(self.alpha)
+        monitor = None
+        if self.early_stopping:
+            X, Y, sw, monitor = self._validation_split(X, Y, sw, loss, stratify, absolute_tol)
+            n = X.shape[0]
         # The penalty is alpha / 2 * ||w||^2 per unit of sample weight (per
-        # sample for unit weights, as in MLPClassifier), so that weighting a
+        # sample for unit weights, as in MLPRegressor), so that weighting a
         # sample equals repeating it.
         stop = self._stopping(absolute_tol)
         blocks = RowBlocks(X, self.fit_intercept, Y, sw)
@@ -272,7 +287,7 @@ class BaseSparseMLP(BaseEstimator):
         with thread_limits(self.n_jobs):
             if layer.kind == "fused":
                 if self.batch_size is None or self.batch_size >= n:
-                    result = fit_full(prob, layer, b0, ctl, stop)
+                    result = fit_full(prob, layer, b0, ctl, stop, monitor)
                 else:
                     batch_size = self.batch_size
 
@@ -282,19 +297,24 @@ class BaseSparseMLP(BaseEstimator):
 
                     rng = np.random.RandomState(self._seed)
                     result = fit_minibatch(make_problem, _minibatches(n, batch_size), layer, b0, ctl, stop, rng,
-                                           final_problem=prob)
+                                           final_problem=prob, monitor=monitor)
                 if coupling == "shared":
                     # The bilinear problem starts from the fused solution.
                     start = factor_fused(result.layer, s, ctl.sequential,
                                          Gates(self._seed, q, self.fit_intercept, self.gate_n_features))
                     fused = result
                     ctl = self._control = Control(s, self.n_refine_steps, ctl.sequential, self.gate_update_period)
-                    result = fit_full(prob, start, fused.intercept, ctl, stop)
+                    if monitor is not None:
+                        monitor.restart()
+                    result = fit_full(prob, start, fused.intercept, ctl, stop, monitor)
                     result.n_iter += fused.n_iter
                     result.loss_curve = fused.loss_curve + result.loss_curve
             else:
-                result = fit_full(prob, layer, b0, ctl, stop)
+                result = fit_full(prob, layer, b0, ctl, stop, monitor)
         self._finish(result)
+        if monitor is not None:
+            self.validation_loss_curve_ = list(monitor.curve)
+            self.best_validation_loss_ = float(monitor.best_L)
         if result.stop_reason == "max_iter":
             warnings.warn(
                 f"SparseMLP: the maximum number of iterations ({self.max_iter}) was reached "
@@ -305,7 +325,33 @@ class BaseSparseMLP(BaseEstimator):
         self.loss_curve_ = list(result.loss_curve)
         return self
 
-    def _partial_fit_arrays(self, X, Y, sample_weight, loss, first, coupling="fused", alpha=0.0):
+    def _validation_split(self, X, Y, sw, loss, stratify, absolute_tol):
+        """Hold out ``validation_fraction`` of the rows (stratified by
+        ``stratify`` when given): the training rows and a Monitor of the
+        loss on the held-out ones."""
+        from sklearn.model_selection import train_test_split
+
+        n = X.shape[0]
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if n_val < 1 or n - n_val < 2:
+            raise ValueError(
+                f"early_stopping needs at least one validation sample and two training samples; "
+                f"validation_fraction={self.validation_fraction} of {n} samples leaves "
+                f"{n_val} and {n - n_val}. Raise validation_fraction or pass more samples."
+            )
+        rows = np.arange(n)
+        try:
+            train, val = train_test_split(rows, test_size=n_val, random_state=self._seed % (2**31 - 1),
+                                          stratify=stratify)
+        except ValueError:
+            # Too few samples of a class to stratify: a plain random split.
+            train, val = train_test_split(rows, test_size=n_val, random_state=self._seed % (2**31 - 1))
+        train, val = np.sort(train), np.sort(val)
+        vblocks = RowBlocks(X[val], self.fit_intercept, Y[val], _rows(sw, val), cache_bytes=0)
+        monitor = Monitor(Problem(vblocks, loss, self.fit_intercept), self.tol, absolute_tol, self.n_iter_no_change)
+        return X[train], Y[train], _rows(sw, train), monitor
+
+    def _partial_fit_arrays(self, X, Y, sample_weight, loss, first, coupling="fused"):
         """One call of ``partial_fit``: stochastic IHT steps on the given rows
         (minibatches of ``batch_size`` rows in order, or all of them as one)."""
         n, d = X.shape
@@ -317,6 +363,7 @@ class BaseSparseMLP(BaseEstimator):
                 f"with {self._signature[0]} features and {self._signature[1]} outputs."
             )
         p, q, s, layer, b0, ctl = self._setup(d, k, coupling, not first)
+        alpha = float(self.alpha)
         batch = n if self.batch_size is None else min(self.batch_size, n)
         total_loss, total_weight = 0.0, 0.0
         with thread_limits(self.n_jobs):

@@ -1145,6 +1145,29 @@ class RowBlocks:
             self._target_mean = self._moments(self.Y, np.zeros(self.k), self.sw)[1]
         return self._target_mean
 
+    def column_moments(self):
+        """Weighted mean and standard deviation of each input column (d,),
+        summed block by block in a fixed order (cached)."""
+        if not hasattr(self, "_column_moments"):
+            s1 = np.zeros(self.d)
+            s2 = np.zeros(self.d)
+            X = self.Xs
+            if self.is_sparse:
+                X = sp.csr_matrix((X[0], X[1], X[2]), shape=(self.n, self.d), copy=False)
+            for b in range(self.n_blocks):
+                i0, i1 = int(self.starts[b]), int(self.starts[b + 1])
+                w = np.broadcast_to(self.sw, (self.n,))[i0:i1] if self.sw.size == 1 else self.sw[i0:i1]
+                Xb = X[i0:i1]
+                if self.is_sparse:
+                    s1 += Xb.T @ w
+                    s2 += Xb.multiply(Xb).T @ w
+                else:
+                    s1 += w @ Xb
+                    s2 += w @ (Xb * Xb)
+            var = np.maximum(s2 - s1 * s1, 0.0)
+            self._column_moments = (s1, np.sqrt(var))
+        return self._column_moments
+
     # ---- gradients -------------------------------------------------------
     def gradient_chunk(self, H, R):
         """``G[l] = X^T (1[X H >= 0] o R[:, l])`` (k x q x c) for gates H (q x c)."""

@@ -251,9 +251,13 @@ def _merge_duplicates(prob, layer):
     dead = counts == 0
     first = {}
     target = np.arange(active.size)
+    # One output: units of one pattern and one sign, whose summed weights are
+    # again a ReLU unit of that pattern (of opposite signs they would not be).
+    # Several outputs: the gate follows a singular vector, not the weights.
+    signs = layer.signs if layer.k == 1 and layer.signs.size == active.size else np.zeros(active.size)
     for a in range(active.size):
         if not dead[a]:
-            target[a] = first.setdefault((int(keys[a, 0]), int(keys[a, 1])), a)
+            target[a] = first.setdefault((int(keys[a, 0]), int(keys[a, 1]), float(signs[a])), a)
     if not dead.any() and np.array_equal(target, np.arange(active.size)):
         return layer, False
     q, k = layer.q, layer.k
@@ -305,6 +309,7 @@ def iht_step(prob, point, ctl):
     ctl.steps += 1
     s = ctl.s
     layer = point.layer
+    exact = _exact(ctl, layer)
     keys, g, w, g_sup = layer.candidates(prob, point, s)
     T = top_s(g, keys, s)
     gT = g[T]
@@ -319,15 +324,25 @@ def iht_step(prob, point, ctl):
         # step would need the activation patterns of every top-s unit.
         mu = 2.0 * ctl.mu_prev
     gs_small = float(g_sup @ g_sup) <= 1e-20 * gg
+    if exact and layer.nnz < s and ctl.mu_prev is not None:
+        filled = _fill(prob, point, ctl, keys, g, w, s)
+        if filled is not None:
+            return StepResult(filled, filled, True, False, ctl.mu_prev)
 
     accepted = False
     n_same = 0
+    # Refits of trial supports: each costs a few gate updates with exact
+    # gates, so only the first, largest steps are refitted there.
+    n_refits = 2 if exact else ctl.n_halvings
     new = point
     for _ in range(ctl.n_halvings):
         u = w - mu * g
         sel = top_s(u, keys, s)
         sel = sel[u[sel] != 0.0]
-        trial = layer.from_entries(keys[sel], u[sel])
+        if exact and prob.fit_intercept:
+            trial = layer.from_entries(*_with_biases(prob, layer, keys[sel], u[sel], s))
+        else:
+            trial = layer.from_entries(keys[sel], u[sel])
         same = trial.same_support(layer)
         if same:
             # Smaller steps keep this support: only the weights on it can
@@ -337,13 +352,21 @@ def iht_step(prob, point, ctl):
             if gs_small or n_same > 8:
                 break
         cand = prob.evaluate(trial, point.b)
+        if exact:
+            # Sequential gates, updated at every step: a trial is judged as
+            # the ReLU network it becomes once its gates follow its weights.
+            cand = sync_point(prob, cand)
         if lower(cand.L, point.L):
             new, accepted = cand, True
             break
-        if not same and trial.refit_trials:
+        if not same and trial.refit_trials and n_refits > 0:
             # A new support may need refitting before it pays off
             # (hard thresholding pursuit).
-            refined = trial.refine(prob, cand, ctl.n_refine)
+            n_refits -= 1
+            if exact:
+                refined = gauss_newton(prob, cand, ctl.n_refine)
+            else:
+                refined = trial.refine(prob, cand, ctl.n_refine)
             if lower(refined.L, point.L):
                 new, accepted = refined, True
                 break
@@ -354,10 +377,174 @@ def iht_step(prob, point, ctl):
         same_support = new.layer.same_support(layer)
     point = new
     synced = None
-    if ctl.sequential and point.layer.kind == "fused" and ctl.steps % ctl.gate_update_period == 0:
-        point = synced = sync_point(prob, point)
-    point = point.layer.refine(prob, point, ctl.n_refine)
+    if exact:
+        point = synced = gauss_newton(prob, point, ctl.n_refine)
+    else:
+        if ctl.sequential and point.layer.kind == "fused" and ctl.steps % ctl.gate_update_period == 0:
+            point = synced = sync_point(prob, point)
+        point = point.layer.refine(prob, point, ctl.n_refine)
     return StepResult(point, synced, accepted, same_support, mu)
+
+
+def _fill(prob, point, ctl, keys, g, w, s):
+    """Budget left free (by merged or dead units, exact sequential gates):
+    the current weights stay and the largest off-support gradient entries
+    enter with a normalised step, refitted by Gauss-Newton.  The new Point,
+    or None if no such step lowers the loss.
+
+    A full step may trade current weights for new ones; entering units whose
+    gates then follow their weights rarely pay off at the large steps where
+    that happens, and freed budget would stay unused.
+    """
+    layer = point.layer
+    off = np.flatnonzero(w == 0.0)
+    new = off[top_s(g[off], keys[off], s - layer.nnz)]
+    new = new[g[new] != 0.0]
+    if new.size == 0:
+        return None
+    gn = g[new]
+    denom = prob.curvature(layer, keys[new], gn)
+    mu = float(gn @ gn) / denom if denom > 0 else ctl.mu_prev
+    on = np.flatnonzero(w != 0.0)
+    for _ in range(4):
+        k_all = np.concatenate([keys[on], keys[new]])
+        v_all = np.concatenate([w[on], -mu * gn])
+        order = np.argsort(k_all, kind="stable")
+        k_all, v_all = k_all[order], v_all[order]
+        if prob.fit_intercept:
+            k_all, v_all = _with_biases(prob, layer, k_all, v_all, s)
+        cand = sync_point(prob, prob.evaluate(layer.from_entries(k_all, v_all), point.b))
+        cand = gauss_newton(prob, cand, ctl.n_refine)
+        if lower(cand.L, point.L) and cand.layer.nnz > layer.nnz:
+            return cand
+        mu *= 0.25
+    return None
+
+
+def _with_biases(prob, layer, keys, vals, s):
+    """Entering units bring their hidden bias (sequential gates).
+
+    A unit enters with the few entries that thresholding gives it, under its
+    random gate; its gate then follows those weights.  Without a bias entry
+    its hyperplane would pass through the origin, and every unit entering on
+    the same feature would share one activation pattern (and be merged into
+    one).  The bias added gives the new unit the random gate's share of
+    active samples: on data with column means ``m`` and deviations ``sd``,
+    ``b = -w . m + z sqrt(sum_f w_f^2 sd_f^2)`` with
+    ``z = (h_b + h . m) / sqrt(sum_f h_f^2 sd_f^2)`` the random gate's offset
+    in the same units (a Gaussian approximation of both activation shares).
+    The smallest entries of entering units make room, so the budget holds.
+    """
+    q, k = layer.q, layer.k
+    unit = keys // (q * k)
+    feat = (keys // k) % q
+    out = keys % k
+    old = np.isin(unit, layer.idx // (q * k))
+    new_units = np.unique(unit[~old])
+    if new_units.size == 0:
+        return keys, vals
+    H = layer.gates(new_units)  # q x m
+    pos = np.searchsorted(new_units, unit)
+    is_new = ~old
+    has_bias = np.zeros((new_units.size, k), dtype=bool)
+    nb = is_new & (feat == q - 1)
+    has_bias[pos[nb], out[nb]] = True
+    mean, sd = prob.blocks.column_moments()
+    spread = np.sqrt((H[:-1] ** 2 * (sd ** 2)[:, None]).sum(axis=0))
+    z = (H[-1] + mean @ H[:-1]) / np.where(spread > 0, spread, 1.0)
+    dot = np.zeros((new_units.size, k))  # w . m
+    sq = np.zeros((new_units.size, k))  # sum_f w_f^2 sd_f^2
+    nf = is_new & (feat < q - 1)
+    np.add.at(dot, (pos[nf], out[nf]), vals[nf] * mean[feat[nf]])
+    np.add.at(sq, (pos[nf], out[nf]), (vals[nf] * sd[feat[nf]]) ** 2)
+    # Only units that would share their features with another unit need a
+    # bias to tell them apart (a planted network without biases keeps none).
+    shared = _shared_features(unit, feat, q, new_units)
+    uu, ll = np.nonzero(~has_bias & (sq > 0) & shared[:, None])
+    if uu.size == 0:
+        return keys, vals
+    add_keys = (new_units[uu] * q + (q - 1)) * k + ll
+    add_vals = -dot[uu, ll] + z[uu] * np.sqrt(sq[uu, ll])
+    keep = add_vals != 0.0
+    add_keys, add_vals = add_keys[keep], add_vals[keep]
+    excess = keys.size + add_keys.size - s
+    if excess > 0:
+        # Drop the smallest feature entries of entering units; a unit left
+        # without a feature entry loses its added bias too.
+        cand = np.flatnonzero(nf)
+        cand = cand[np.argsort(np.abs(vals[cand]), kind="stable")]
+        left = np.bincount(pos[nf] * k + out[nf], minlength=new_units.size * k)
+        added = np.zeros(new_units.size * k, dtype=bool)
+        added[uu * k + ll] = True
+        added[uu[~keep] * k + ll[~keep]] = False
+        mask = np.ones(keys.size, dtype=bool)
+        for t in cand:
+            if excess <= 0:
+                break
+            g = pos[t] * k + out[t]
+            mask[t] = False
+            excess -= 1
+            left[g] -= 1
+            if left[g] == 0 and added[g]:
+                added[g] = False
+                excess -= 1
+        keys, vals = keys[mask], vals[mask]
+        kept_bias = added[np.searchsorted(new_units, add_keys // (q * k)) * k + add_keys % k]
+        add_keys, add_vals = add_keys[kept_bias], add_vals[kept_bias]
+    all_keys = np.concatenate([keys, add_keys])
+    order = np.argsort(all_keys, kind="stable")
+    return all_keys[order], np.concatenate([vals, add_vals])[order]
+
+
+def _shared_features(unit, feat, q, new_units):
+    """For each of ``new_units``: whether another unit of the trial has the
+    same set of (non-bias) features."""
+    sigs = {}
+    order = np.lexsort((feat, unit))
+    u_sorted, f_sorted = unit[order], feat[order]
+    bounds = np.flatnonzero(np.diff(u_sorted)) + 1
+    for grp_u, grp_f in zip(np.split(u_sorted, bounds), np.split(f_sorted, bounds)):
+        if grp_u.size:
+            sig = tuple(np.unique(grp_f[grp_f < q - 1]).tolist())
+            sigs.setdefault(sig, []).append(int(grp_u[0]))
+    out = np.zeros(new_units.size, dtype=bool)
+    for sig, units in sigs.items():
+        if len(units) > 1 and sig:
+            out[np.searchsorted(new_units, [u for u in units if u in set(new_units.tolist())])] = True
+    return out
+
+
+def _exact(ctl, layer):
+    """Whether every iterate is an exact ReLU network (sequential fused gates
+    updated at every step)."""
+    return ctl.sequential and layer.kind == "fused" and ctl.gate_update_period == 1
+
+
+def gauss_newton(prob, point, n_steps, tol=0.0):
+    """Damped Gauss-Newton steps on the support of a ReLU network (sequential
+    gates): the refit at the current activation patterns gives a direction,
+    and a fraction of it is taken whose network, its gates updated, lowers
+    the loss.  Every point returned is an exact ReLU network."""
+    for _ in range(n_steps):
+        layer = point.layer
+        target = layer.refine(prob, point, 5 if prob.loss.is_quadratic else 1)
+        if target is point or not target.layer.same_support(layer):
+            break
+        dv = target.layer.val - layer.val
+        t, new = 1.0, None
+        for _ in range(6):
+            cand = sync_point(prob, prob.evaluate(layer.replace(layer.idx, layer.val + t * dv), point.b))
+            if lower(cand.L, point.L):
+                new = cand
+                break
+            t *= 0.5
+        if new is None:
+            break
+        decrease = point.L - new.L
+        point = new
+        if decrease <= tol * abs(point.L):
+            break
+    return point
 
 
 # --------------------------------------------------------------------------
@@ -388,6 +575,45 @@ class ToleranceRule:
         return self.count >= (self.patience if self.absolute else 1)
 
 
+class Monitor:
+    """Early stopping: the loss on held-out rows (``prob``, penalty left
+    out) after each iteration, the best network met, and the ``tol`` /
+    ``patience`` rule of MLPRegressor on it (relative to the loss, or
+    absolute)."""
+
+    def __init__(self, prob, tol, absolute, patience):
+        self.prob, self.tol, self.absolute, self.patience = prob, tol, absolute, patience
+        self.restart()
+
+    def restart(self):
+        self.curve, self.best, self.best_L, self.count = [], None, np.inf, 0
+
+    def loss(self, layer, b):
+        blocks = self.prob.blocks
+        F = blocks.forward(layer.spec()) if layer.nnz else blocks.zeros(self.prob.k)
+        return float(blocks.loss(self.prob.kind, F, b))
+
+    def update(self, point):
+        """Record ``point``; whether the patience has run out."""
+        L = self.loss(point.layer, point.b)
+        self.curve.append(L)
+        scale = 1.0 if self.absolute else abs(self.best_L) if np.isfinite(self.best_L) else 0.0
+        if L < self.best_L - self.tol * scale:
+            self.count = 0
+        else:
+            self.count += 1
+        if L < self.best_L or self.best is None:
+            self.best_L, self.best = L, point.kept()
+        return self.count >= self.patience
+
+    def choose(self, point):
+        """``point`` or the best point met, whichever has the lower held-out loss."""
+        if self.best is not None and self.best_L <= self.loss(point.layer, point.b):
+            return self.best
+        self.best_L = min(self.best_L, self.loss(point.layer, point.b))
+        return point
+
+
 @dataclass
 class Stopping:
     max_iter: int = 100
@@ -406,8 +632,11 @@ def _report(stop, it, point, mu):
                       f"active neurons = {units}, step = {mu:.3g}")
 
 
-def fit_full(prob, layer, b0, ctl, stop):
-    """IHT steps on all the data until a stopping rule, then the polish."""
+def fit_full(prob, layer, b0, ctl, stop, monitor=None):
+    """IHT steps on all the data until a stopping rule, then the polish.
+
+    ``monitor``: early stopping on held-out rows (see Monitor); the best
+    network on them is returned."""
     point = prob.evaluate(layer.truncate(ctl.s), b0)
     L_init = point.L
     eps = np.finfo(prob.blocks.dtype).eps
@@ -447,6 +676,10 @@ def fit_full(prob, layer, b0, ctl, stop):
         if tol_rule.update(L_prev, point.L):
             converged, reason = True, "tol"
             break
+        if monitor is not None and _monitored(ctl, point, res) is not None:
+            if monitor.update(_monitored(ctl, point, res)):
+                converged, reason = True, "validation loss"
+                break
         if stable >= stop.n_iter_no_change:
             converged, reason = True, "stable support"
             break
@@ -458,7 +691,17 @@ def fit_full(prob, layer, b0, ctl, stop):
             break
     if np.isfinite(point.L):
         point = polish(prob, point, ctl, best_synced)
+    if monitor is not None:
+        point = monitor.choose(point)
     return IHTResult(point.layer, point.b, loss_curve, it, converged, reason, point.L)
+
+
+def _monitored(ctl, point, res):
+    """The network of a step that early stopping may restore: one the
+    estimator can export (with sequential gates, right after a gate update)."""
+    if ctl.sequential and point.layer.kind == "fused" and not _exact(ctl, point.layer):
+        return res.synced
+    return point
 
 
 def polish(prob, point, ctl, best=None):
@@ -472,6 +715,9 @@ def polish(prob, point, ctl, best=None):
     """
     n_steps = max(50, 4 * ctl.n_refine) if prob.loss.is_quadratic else 4 * ctl.n_refine
     layer = point.layer
+    if _exact(ctl, layer):
+        point = gauss_newton(prob, point, n_steps, tol=1e-12)
+        return point if best is None or not lower(best.L, point.L) else best
     if not (ctl.sequential and layer.kind == "fused"):
         return layer.refine(prob, point, max(n_steps, 1), tol=1e-12)
     for _ in range(6):
@@ -498,7 +744,7 @@ def partial_step(prob, layer, b0, ctl):
     return res.point, res
 
 
-def fit_minibatch(make_problem, batches, layer, b0, ctl, stop, epochs_rng, final_problem=None):
+def fit_minibatch(make_problem, batches, layer, b0, ctl, stop, epochs_rng, final_problem=None, monitor=None):
     """Epochs of stochastic IHT steps over minibatches.
 
     ``batches(rng)`` yields the row selections of one epoch (shuffled with
@@ -535,6 +781,10 @@ def fit_minibatch(make_problem, batches, layer, b0, ctl, stop, epochs_rng, final
         if it > 1 and tol_rule.update(L_prev, L):
             converged, reason = True, "tol"
             break
+        if monitor is not None and (not ctl.sequential or _exact(ctl, layer)):
+            if monitor.update(Point(layer, b, None, L)):
+                converged, reason = True, "validation loss"
+                break
         if stable >= stop.n_iter_no_change:
             converged, reason = True, "stable support"
             break
@@ -543,6 +793,8 @@ def fit_minibatch(make_problem, batches, layer, b0, ctl, stop, epochs_rng, final
         point = final_problem.evaluate(layer, b)
         if np.isfinite(point.L):
             point = polish(final_problem, point, ctl)
+        if monitor is not None:
+            point = monitor.choose(point)
         layer, b, L = point.layer, point.b, point.L
     return IHTResult(layer, b, loss_curve, it, converged, reason, L)
 

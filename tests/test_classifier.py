@@ -119,7 +119,8 @@ def test_binary_sequential_exports_a_relu_mlp(iris):
 
 def test_fixed_gates_export_no_mlp(iris):
     X, y = iris
-    clf = SparseMLPClassifier(40, output_coupling="shared", hidden_layer_sizes=(20,), random_state=0).fit(X, y)
+    clf = SparseMLPClassifier(40, output_coupling="shared", gate_update="fixed", hidden_layer_sizes=(20,),
+                              random_state=0).fit(X, y)
     assert not hasattr(clf, "coefs_")  # a gated network is not an MLP
 
 
@@ -200,3 +201,38 @@ def test_n_jobs_does_not_change_the_fit(coupling):
     two = SparseMLPClassifier(n_jobs=2, **kw).fit(X, y)
     np.testing.assert_array_equal(one.decision_function(X), two.decision_function(X))
     assert one.loss_curve_ == two.loss_curve_
+
+
+def test_multiclass_default_is_a_relu_mlp(iris):
+    # output_coupling="auto": several classes give the shared coupling with
+    # sequential gates, an ordinary ReLU network exported in coefs_.
+    X, y = iris
+    clf = SparseMLPClassifier(40, hidden_layer_sizes=(20,), random_state=0).fit(X, y)
+    W1, W2 = clf.coefs_
+    b1, b2 = clf.intercepts_
+    np.testing.assert_allclose(np.maximum(X @ W1 + b1, 0) @ W2 + b2, clf.decision_function(X), rtol=1e-10,
+                               atol=1e-10)
+    assert clf.score(X, y) > 0.95
+
+
+def test_early_stopping_keeps_the_best_validation_point(iris):
+    X, y = iris
+    clf = SparseMLPClassifier(30, hidden_layer_sizes=(20,), early_stopping=True, validation_fraction=0.2,
+                              random_state=0).fit(X, y)
+    curve = clf.validation_loss_curve_
+    assert len(curve) >= 1
+    assert clf.best_validation_loss_ <= min(curve) + 1e-12
+    with pytest.raises(ValueError, match="validation"):
+        SparseMLPClassifier(5, early_stopping=True, validation_fraction=0.9).fit(X[::15], y[::15])
+
+
+def test_low_dimensional_nonlinear_data_use_the_budget():
+    # make_circles: units entering on one feature bring their bias, so that
+    # they do not collapse onto one activation pattern (and one unit).
+    from sklearn.datasets import make_circles
+
+    X, y = make_circles(n_samples=600, noise=0.1, factor=0.5, random_state=0)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
+    clf = SparseMLPClassifier(30, hidden_layer_sizes=(100,), random_state=0).fit(Xtr, ytr)
+    assert clf.n_nonzero_ >= 27
+    assert clf.score(Xte, yte) > 0.95

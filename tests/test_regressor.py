@@ -244,3 +244,39 @@ def test_fit_with_batch_size_runs_epochs(planted_large):
     # Reproducible: the epochs are shuffled from random_state.
     again = SparseMLPRegressor(20, hidden_layer_sizes=(50,), batch_size=1000, random_state=0).fit(X, y)
     np.testing.assert_array_equal(reg.predict(Xt), again.predict(Xt))
+
+
+def test_sequential_loss_decreases_and_stops_by_rule():
+    # Exact sequential gates: every iterate is a ReLU network and a step is
+    # taken only when that network's loss decreases; the fit ends by a rule.
+    from sklearn.datasets import make_friedman2
+
+    X, y = make_friedman2(n_samples=600, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        reg = SparseMLPRegressor(50, hidden_layer_sizes=(100,), random_state=0).fit(X, y)
+    curve = np.array(reg.loss_curve_)
+    assert np.all(np.diff(curve) <= 1e-12 * curve[:-1])
+    assert reg.n_iter_ < reg.max_iter
+    assert reg.n_nonzero_ >= 45
+    assert reg.score(X, y) > 0.99
+    W1, W2 = reg.coefs_
+    b1, b2 = reg.intercepts_
+    np.testing.assert_allclose((np.maximum(X @ W1 + b1, 0) @ W2).ravel() + b2, reg.predict(X), rtol=1e-9,
+                               atol=1e-9 * np.abs(y).max())
+
+
+def test_alpha_shrinks_the_weights(planted):
+    X, y, _, _ = planted
+    norms = [np.linalg.norm(SparseMLPRegressor(20, hidden_layer_sizes=(50,), alpha=a, gate_update="fixed",
+                                               random_state=0).fit(X, y).coef_.data) for a in (0.0, 1e3)]
+    assert norms[1] < norms[0]
+
+
+def test_early_stopping_restores_the_best_point(planted):
+    X, y, _, _ = planted
+    reg = SparseMLPRegressor(20, hidden_layer_sizes=(50,), early_stopping=True, random_state=0).fit(X, y)
+    assert reg.best_validation_loss_ <= min(reg.validation_loss_curve_) + 1e-12
+    assert reg.score(X, y) > 0.9
+    assert clone(reg).set_params(early_stopping=False).fit(X, y).n_iter_ >= 1

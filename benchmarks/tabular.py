@@ -1,7 +1,7 @@
 """Tabular benchmark: scikit-learn's bundled data sets and two synthetic ones.
 
-For diabetes, breast_cancer, digits, wine, iris, make_friedman1 and
-make_classification, in a StandardScaler pipeline: the dense
+For diabetes, breast_cancer, digits, wine, iris, make_friedman1-3,
+make_classification, make_moons and make_circles, in a StandardScaler pipeline: the dense
 MLPRegressor/MLPClassifier (hidden_layer_sizes=(100,)), SparseMLP* (IHT) and
 IMP* at a budget of 10% of the dense network's weight count
 (``0.1 * (d * 100 + 100 * k)``, biases not counted).  5-fold CV (shuffled,
@@ -29,8 +29,9 @@ else:
     from _common import (MINIBATCH_BLAS_THREADS, blas_limit, header, is_minibatch, peak_since_reset, pyplot,
                          reset_peak, save_figure, write_results)
 
-DATASETS = ("diabetes", "friedman1", "breast_cancer", "digits", "wine", "iris", "classification")
-CLASSIFICATION = {"breast_cancer", "digits", "wine", "iris", "classification"}
+DATASETS = ("diabetes", "friedman1", "friedman2", "friedman3", "breast_cancer", "digits", "wine", "iris",
+            "classification", "moons", "circles")
+CLASSIFICATION = {"breast_cancer", "digits", "wine", "iris", "classification", "moons", "circles"}
 WIDTH = 100
 
 
@@ -39,6 +40,15 @@ def load(name):
 
     if name == "friedman1":
         return datasets.make_friedman1(n_samples=2000, n_features=10, noise=1.0, random_state=0)
+    # Low-dimensional nonlinear sets: 4 inputs (friedman2, friedman3), 2 (moons, circles).
+    if name == "friedman2":
+        return datasets.make_friedman2(n_samples=2000, random_state=0)
+    if name == "friedman3":
+        return datasets.make_friedman3(n_samples=2000, random_state=0)
+    if name == "moons":
+        return datasets.make_moons(n_samples=1000, noise=0.25, random_state=0)
+    if name == "circles":
+        return datasets.make_circles(n_samples=1000, noise=0.1, factor=0.5, random_state=0)
     if name == "classification":
         return datasets.make_classification(n_samples=2000, n_features=20, n_informative=8, n_redundant=4,
                                             n_classes=3, n_clusters_per_class=2, random_state=0)
@@ -91,7 +101,7 @@ def cross_validate_rss(est, X, y, cv):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    scores, fit_s, pred_s, rss, nnz = [], [], [], [], []
+    scores, fit_s, pred_s, rss, nnz, iters = [], [], [], [], [], []
     threads = MINIBATCH_BLAS_THREADS if is_minibatch(est) else None
     for train, test in cv.split(X, y):
         pipe = make_pipeline(StandardScaler(), clone(est))
@@ -106,8 +116,11 @@ def cross_validate_rss(est, X, y, cv):
             scores.append(pipe.score(X[test], y[test]))
             pred_s.append(time.perf_counter() - t0)
         nnz.append(nonzeros(pipe[-1]))
+        model = getattr(pipe[-1], "regressor_", pipe[-1])
+        iters.append(int(np.max(model.n_iter_)) if hasattr(model, "n_iter_") else 0)
     return dict(score=float(np.mean(scores)), score_std=float(np.std(scores)), fit_s=float(np.mean(fit_s)),
-                predict_s=float(np.mean(pred_s)), rss_mib=float(np.mean(rss)), nnz=int(np.median(nnz)))
+                predict_s=float(np.mean(pred_s)), rss_mib=float(np.mean(rss)), nnz=int(np.median(nnz)),
+                nnz_min=int(np.min(nnz)), max_n_iter=int(np.max(iters)))
 
 
 def table(quick, progress):
@@ -184,8 +197,19 @@ def report(rows, curve_rows, quick):
     wins_mlp = sum(1 for n in DATASETS for a, b in [(next(r for r in rows if r["dataset"] == n and r["model"] == "IHT"),
                                                      next(r for r in rows if r["dataset"] == n and r["model"] == "MLP (dense)"))]
                    if a["score"] >= b["score"])
+    ok_imp = [n for n in DATASETS if _row(rows, n, "IHT")["score"] >= _row(rows, n, "IMP")["score"] - 0.005]
+    ok_mlp = [n for n in DATASETS if _row(rows, n, "IHT")["score"] >= _row(rows, n, "MLP (dense)")["score"] - 0.01]
+    iht_rows = [_row(rows, n, "IHT") for n in DATASETS]
     lines += ["", f"IHT scores at least as well as IMP on {wins_imp} of {len(DATASETS)} sets and as the dense MLP "
-              f"on {wins_mlp} of {len(DATASETS)}.", "", "## Score against budget (GridSearchCV over n_nonzero_coefs)", ""]
+              f"on {wins_mlp} of {len(DATASETS)}.",
+              f"Targets (issue 14): IHT >= IMP - 0.005 on {len(ok_imp)} of {len(DATASETS)} sets"
+              f"{'' if len(ok_imp) == len(DATASETS) else ' (missed: ' + ', '.join(n for n in DATASETS if n not in ok_imp) + ')'}"
+              f"; IHT >= dense MLP - 0.01 on {len(ok_mlp)} of {len(DATASETS)}"
+              f"{'' if len(ok_mlp) == len(DATASETS) else ' (missed: ' + ', '.join(n for n in DATASETS if n not in ok_mlp) + ')'}"
+              f". Largest IHT n_iter_ over all folds and sets: {max(r['max_n_iter'] for r in iht_rows)} (max_iter 100); "
+              "smallest n_nonzero_ against the budget: "
+              + ", ".join(f"{r['dataset']} {r['nnz_min']}/{r['budget']}" for r in iht_rows if r["nnz_min"] < r["budget"])
+              + ".", "", "## Score against budget (GridSearchCV over n_nonzero_coefs)", ""]
     for c in curve_rows:
         lines += [f"**{c['dataset']}** ({c['folds']}-fold; dense network {c['dense_weights']} weights, "
                   f"MLP {c['MLP (dense)']['mean'][0]:.4f})", "", "| budget | IHT | IMP |", "|---|---|---|"]
@@ -195,6 +219,10 @@ def report(rows, curve_rows, quick):
     name = f"tabular_{mode}"
     write_results(name, lines, dict(rows=rows, curves=curve_rows))
     plot(name, rows, curve_rows)
+
+
+def _row(rows, name, model):
+    return next(r for r in rows if r["dataset"] == name and r["model"] == model)
 
 
 def plot(name, rows, curve_rows):

@@ -91,7 +91,9 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         planted networks of ``benchmarks/phase.py`` (n=2000) 1.0 still
         recovers every cell with s <= 10 (above 50 dB), where 3.0 loses
         a planted cell (m=10, s=100: 37 dB).  For interpolation (fitting an
-        image, a noiseless planted network) pass a small ``alpha``.
+        image, a noiseless planted network) pass a small ``alpha``: a planted
+        network of 20 units, 40 weights on 50 features (n=10000) is
+        recovered at 80 dB with ``alpha=1e-4`` and only to 38 dB with 1.0.
 
     n_iter_no_change : int, default=5
         Patience of the stopping rules: stop when the support has not changed

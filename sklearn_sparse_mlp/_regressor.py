@@ -345,7 +345,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         >>> X, y = make_planted_mlp(n_samples=200, n_features=5, n_hidden=3,
         ...                         n_nonzero=4, random_state=0)
         >>> reg = SparseMLPRegressor(n_nonzero_coefs=6, hidden_layer_sizes=(10,),
-        ...                          random_state=0).fit(X, y)
+        ...                          alpha=1e-4, random_state=0).fit(X, y)
         >>> y_pred = reg.predict(X)
         >>> y_pred.shape, bool(np.mean((y_pred - y) ** 2) < 1e-3 * np.var(y))
         ((200,), True)

@@ -406,11 +406,11 @@ def _fill(prob, point, ctl, keys, g, w, s):
     denom = prob.curvature(layer, keys[new], gn)
     mu = float(gn @ gn) / denom if denom > 0 else ctl.mu_prev
     on = np.flatnonzero(w != 0.0)
+    both = np.sort(np.concatenate([on, new]))  # keys are sorted: positions keep their order
+    is_new = np.isin(both, new)
     for _ in range(4):
-        k_all = np.concatenate([keys[on], keys[new]])
-        v_all = np.concatenate([w[on], -mu * gn])
-        order = np.argsort(k_all, kind="stable")
-        k_all, v_all = k_all[order], v_all[order]
+        k_all = keys[both]
+        v_all = np.where(is_new, -mu * g[both], w[both])
         if prob.fit_intercept:
             k_all, v_all = _with_biases(prob, layer, k_all, v_all, s)
         cand = sync_point(prob, prob.evaluate(layer.from_entries(k_all, v_all), point.b))
@@ -508,9 +508,10 @@ def _shared_features(unit, feat, q, new_units):
             sig = tuple(np.unique(grp_f[grp_f < q - 1]).tolist())
             sigs.setdefault(sig, []).append(int(grp_u[0]))
     out = np.zeros(new_units.size, dtype=bool)
+    entering = set(new_units.tolist())
     for sig, units in sigs.items():
         if len(units) > 1 and sig:
-            out[np.searchsorted(new_units, [u for u in units if u in set(new_units.tolist())])] = True
+            out[np.searchsorted(new_units, [u for u in units if u in entering])] = True
     return out
 
 
@@ -608,9 +609,10 @@ class Monitor:
 
     def choose(self, point):
         """``point`` or the best point met, whichever has the lower held-out loss."""
-        if self.best is not None and self.best_L <= self.loss(point.layer, point.b):
+        L = self.loss(point.layer, point.b)
+        if self.best is not None and self.best_L <= L:
             return self.best
-        self.best_L = min(self.best_L, self.loss(point.layer, point.b))
+        self.best_L = min(self.best_L, L)
         return point
 
 
@@ -676,10 +678,10 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None):
         if tol_rule.update(L_prev, point.L):
             converged, reason = True, "tol"
             break
-        if monitor is not None and _monitored(ctl, point, res) is not None:
-            if monitor.update(_monitored(ctl, point, res)):
-                converged, reason = True, "validation loss"
-                break
+        watched = None if monitor is None else _monitored(ctl, point, res)
+        if watched is not None and monitor.update(watched):
+            converged, reason = True, "validation loss"
+            break
         if stable >= stop.n_iter_no_change:
             converged, reason = True, "stable support"
             break

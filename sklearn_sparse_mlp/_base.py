@@ -6,6 +6,7 @@ and ``_iht`` (the IHT step and its drivers).
 """
 
 import numbers
+import time
 import warnings
 from contextlib import contextmanager
 
@@ -17,14 +18,27 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._blocks import RowBlocks
+from ._blocks import TILE, RowBlocks
 from ._gates import Gates
 from ._iht import Control, IHTResult, Monitor, Problem, Stopping, fit_full, fit_minibatch, partial_step
 from ._layers import FusedLayer, factor_fused
 
 
+_CONTROLLER = []
+
+
+def _blas_controller():
+    """One threadpoolctl controller per process: building one scans the
+    loaded libraries (about 2 ms), too slow to repeat on every predict."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
 @contextmanager
-def thread_limits(n_jobs):
+def thread_limits(n_jobs, n_rows=None):
     """Use ``n_jobs`` threads for numba, one thread for BLAS, restored on exit.
 
     The heavy products run inside numba's parallel kernels, each thread
@@ -33,9 +47,13 @@ def thread_limits(n_jobs):
     oversubscribed, and an outer process pool (e.g.
     ``GridSearchCV(n_jobs=...)``) can pass ``n_jobs=1``.  Results do not
     depend on ``n_jobs``: the row blocks fix how every sum is split.
+    ``n_rows`` at most one tile (a predict on a few rows): the kernels run
+    serially and nothing is switched.
     """
+    if n_rows is not None and n_rows <= TILE:
+        yield 1
+        return
     import numba
-    from threadpoolctl import threadpool_limits
 
     n_max = numba.config.NUMBA_NUM_THREADS
     if n_jobs is None or n_jobs == -1:
@@ -47,7 +65,7 @@ def thread_limits(n_jobs):
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             yield n
     finally:
         numba.set_num_threads(previous)
@@ -267,6 +285,7 @@ class BaseSparseMLP(BaseEstimator):
 
     def _fit_arrays(self, X, Y, sample_weight, loss, coupling="fused", absolute_tol=False, stratify=None):
         """Common fit on validated X (n x d) and float64 targets Y (n x k)."""
+        t_start = time.perf_counter()
         n, d = X.shape
         k = Y.shape[1]
         sw = self._check_arrays(X, Y, sample_weight)
@@ -284,6 +303,8 @@ class BaseSparseMLP(BaseEstimator):
         prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total)
         if b0 is None:
             b0 = loss.start(blocks.target_mean())
+        t_solver = time.perf_counter()
+        polish_s = 0.0
         with thread_limits(self.n_jobs):
             if layer.kind == "fused":
                 if self.batch_size is None or self.batch_size >= n:
@@ -307,10 +328,16 @@ class BaseSparseMLP(BaseEstimator):
                     if monitor is not None:
                         monitor.restart()
                     result = fit_full(prob, start, fused.intercept, ctl, stop, monitor)
+                    polish_s += fused.polish_seconds
                     result.n_iter += fused.n_iter
                     result.loss_curve = fused.loss_curve + result.loss_curve
             else:
                 result = fit_full(prob, layer, b0, ctl, stop, monitor)
+        polish_s += result.polish_seconds
+        # Where the fit's time went (benchmarks/speed.py reports it): set-up
+        # (checks, row blocks), the iterations, the final polish.
+        self._fit_seconds = dict(setup=t_solver - t_start,
+                                 iterations=time.perf_counter() - t_solver - polish_s, polish=polish_s)
         self._finish(result)
         if monitor is not None:
             self.validation_loss_curve_ = list(monitor.curve)
@@ -398,6 +425,9 @@ class BaseSparseMLP(BaseEstimator):
                 "for the network's arithmetic. Scale the features (e.g. StandardScaler)."
             )
         self._layer = layer
+        # The network in the forward kernel's layout, built once per fit.
+        self._predict_spec = layer.spec()
+        self._predict_spec.by_feature(layer.q)
         self._intercept = np.asarray(result.intercept, dtype=np.float64).copy()
         d, k, p = self._signature[:3]
         q = layer.q
@@ -455,8 +485,10 @@ class BaseSparseMLP(BaseEstimator):
         X = self._validate_X(X, reset=False)
         k = self._signature[1]
         layer = self._layer
+        if not layer.nnz:
+            return np.zeros((X.shape[0], k)) + self._intercept, X.dtype
         blocks = RowBlocks(X, self.fit_intercept, cache_bytes=0)
-        with thread_limits(self.n_jobs):
-            F = blocks.forward(layer.spec()) if layer.nnz else np.zeros((X.shape[0], k))
+        with thread_limits(self.n_jobs, X.shape[0]):
+            F = blocks.forward(self._predict_spec)
         return np.ascontiguousarray(F + self._intercept), X.dtype
 

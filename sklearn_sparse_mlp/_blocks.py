@@ -900,12 +900,18 @@ class NetSpec:
     Vout: np.ndarray
 
     def by_feature(self, q):
-        """Entries grouped by input: (ptr (q+1), column, value, entry index)."""
+        """Entries grouped by input: (ptr (q+1), column, value, entry index),
+        computed once per spec."""
+        done = self.__dict__.get("_by_feature")
+        if done is not None and done[0] == q:
+            return done[1]
         order = np.argsort(self.e_feat, kind="stable")
         ptr = np.zeros(q + 1, dtype=np.int64)
         np.cumsum(np.bincount(self.e_feat, minlength=q), out=ptr[1:])
-        return (ptr, np.ascontiguousarray(self.e_col[order], dtype=np.int64),
-                np.ascontiguousarray(self.e_val[order], dtype=np.float64), order.astype(np.int64))
+        out = (ptr, np.ascontiguousarray(self.e_col[order], dtype=np.int64),
+               np.ascontiguousarray(self.e_val[order], dtype=np.float64), order.astype(np.int64))
+        self.__dict__["_by_feature"] = (q, out)
+        return out
 
     def with_values(self, e_val, Vout=None):
         """The same structure with other entry values (a direction)."""

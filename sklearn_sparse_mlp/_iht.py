@@ -28,6 +28,7 @@ final polish), ``fit_minibatch`` (epochs of steps on minibatches) and
 row: the outputs ``F`` are handles that only the row blocks interpret.
 """
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +74,7 @@ class IHTResult:
     converged: bool
     stop_reason: str
     loss: float
+    polish_seconds: float = 0.0
 
 
 @dataclass
@@ -414,7 +416,9 @@ def _fill(prob, point, ctl, keys, g, w, s):
         if prob.fit_intercept:
             k_all, v_all = _with_biases(prob, layer, k_all, v_all, s)
         cand = sync_point(prob, prob.evaluate(layer.from_entries(k_all, v_all), point.b))
-        cand = gauss_newton(prob, cand, ctl.n_refine)
+        # Two Gauss-Newton steps tell a useful refill from a useless one; the
+        # iterations that follow refit it further.
+        cand = gauss_newton(prob, cand, min(ctl.n_refine, 2))
         if lower(cand.L, point.L) and cand.layer.nnz > layer.nnz:
             return cand
         mu *= 0.25
@@ -691,11 +695,13 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None):
         if not res.accepted and point.L == L_prev and res.synced is None:
             converged, reason = True, "no decrease"  # the next step would be the same
             break
+    t_polish = time.perf_counter()
     if np.isfinite(point.L):
         point = polish(prob, point, ctl, best_synced)
     if monitor is not None:
         point = monitor.choose(point)
-    return IHTResult(point.layer, point.b, loss_curve, it, converged, reason, point.L)
+    return IHTResult(point.layer, point.b, loss_curve, it, converged, reason, point.L,
+                     time.perf_counter() - t_polish)
 
 
 def _monitored(ctl, point, res):
@@ -718,7 +724,9 @@ def polish(prob, point, ctl, best=None):
     n_steps = max(50, 4 * ctl.n_refine) if prob.loss.is_quadratic else 4 * ctl.n_refine
     layer = point.layer
     if _exact(ctl, layer):
-        point = gauss_newton(prob, point, n_steps, tol=1e-12)
+        # Each Gauss-Newton step re-syncs the gates (a full pass over the
+        # rows): stop when a step gains less than 1e-10 of the loss.
+        point = gauss_newton(prob, point, n_steps, tol=1e-10)
         return point if best is None or not lower(best.L, point.L) else best
     if not (ctl.sequential and layer.kind == "fused"):
         return layer.refine(prob, point, max(n_steps, 1), tol=1e-12)
@@ -791,6 +799,7 @@ def fit_minibatch(make_problem, batches, layer, b0, ctl, stop, epochs_rng, final
             converged, reason = True, "stable support"
             break
         L_prev = L
+    t_polish = time.perf_counter()
     if final_problem is not None:
         point = final_problem.evaluate(layer, b)
         if np.isfinite(point.L):
@@ -798,7 +807,7 @@ def fit_minibatch(make_problem, batches, layer, b0, ctl, stop, epochs_rng, final
         if monitor is not None:
             point = monitor.choose(point)
         layer, b, L = point.layer, point.b, point.L
-    return IHTResult(layer, b, loss_curve, it, converged, reason, L)
+    return IHTResult(layer, b, loss_curve, it, converged, reason, L, time.perf_counter() - t_polish)
 
 
 def blocks_for(X, has_bias, Y, sample_weight, cache_bytes=None):

@@ -184,6 +184,30 @@ def _feature_bases(Xs, i0, i1, XT, DT, b_unit, u0, fb_ptr, fb_idx, AT):  # pragm
     pass
 
 
+@njit(cache=True, inline="always")
+def _dot_rows(a, b, nb):
+    """``sum_i a[i] b[i]`` for i < nb in eight interleaved partial sums: a
+    fixed order (the same result for any thread count) that the compiler
+    can keep in vector registers (a single running sum cannot be
+    vectorised without reordering it)."""
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = 0.0
+    i = 0
+    while i + 8 <= nb:
+        t0 += a[i] * b[i]
+        t1 += a[i + 1] * b[i + 1]
+        t2 += a[i + 2] * b[i + 2]
+        t3 += a[i + 3] * b[i + 3]
+        t4 += a[i + 4] * b[i + 4]
+        t5 += a[i + 5] * b[i + 5]
+        t6 += a[i + 6] * b[i + 6]
+        t7 += a[i + 7] * b[i + 7]
+        i += 8
+    while i < nb:
+        t0 += a[i] * b[i]
+        i += 1
+    return ((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7))
+
+
 # Dense tiles are transposed once (XT, d x TILE) so that the work per
 # first-layer entry is a contiguous loop over the tile's rows; CSR tiles are
 # scattered row by row, touching only stored entries.
@@ -238,11 +262,7 @@ def _ov_entry_gradient(Xs, i0, i1, XT, RhT, feat_ptr, f_col, f_ent, acc):
             nb = i1 - i0
             for f in range(Xs.shape[1]):
                 for e in range(feat_ptr[f], feat_ptr[f + 1]):
-                    c = f_col[e]
-                    tot = 0.0
-                    for i in range(nb):
-                        tot += XT[f, i] * RhT[c, i]
-                    acc[f_ent[e]] += tot
+                    acc[f_ent[e]] += _dot_rows(XT[f], RhT[f_col[e]], nb)
         return dense
 
     def csr(Xs, i0, i1, XT, RhT, feat_ptr, f_col, f_ent, acc):
@@ -491,6 +511,7 @@ def _support_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, fea
         XT = _xt_buffer(Xs)
         HidT = np.empty((n_col, TILE))
         Rt = np.zeros((TILE, k))
+        RhT = np.empty((n_col, TILE))
         for i0 in range(starts[b], starts[b + 1], TILE):
             i1 = min(starts[b + 1], i0 + TILE)
             nb = i1 - i0
@@ -498,12 +519,18 @@ def _support_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, fea
             _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
             Rt[:] = 0.0
             Rt[:nb] = R[i0:i1]
-            RhT = np.dot(Vout, Rt.T)  # R x TILE: the residual seen by each hidden column
+            # R x TILE: the residual seen by each hidden column, zero where
+            # its unit is off.
             for r in range(n_col):
                 a = col_unit[r]
                 for i in range(nb):
                     if DT[a, i] == 0:
                         RhT[r, i] = 0.0
+                    else:
+                        v = 0.0
+                        for l in range(k):
+                            v += Vout[r, l] * Rt[i, l]
+                        RhT[r, i] = v
             _entry_gradient(Xs, i0, i1, XT, RhT, feat_ptr, f_col, f_ent, acc)
             if has_bias:
                 for e in range(feat_ptr[d], feat_ptr[d + 1]):
@@ -574,8 +601,8 @@ def _panel_width(S):
 
 @njit(cache=True, parallel=True)
 def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, need, b_unit, b_hcol, gstart,
-                      fb_ptr, fb_idx, feat_ptr, f_col, f_val, col_unit, task_g, task_c0, task_c1, W, Y, b_out,
-                      G, Bv, Cv):
+                      fb_ptr, fb_idx, feat_ptr, f_col, f_val, col_unit, task_g, task_c0, task_c1, task_b0, task_b1,
+                      task_off, task_voff, W, Y, b_out, Gp, Bp, Cp):
     """Weighted normal equations of groups of columns of the network's Jacobian.
 
     Columns ``gstart[g] <= u < gstart[g + 1]`` form group g, weighted by
@@ -584,9 +611,13 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, nee
     ``need[g]`` marks the units they use.  Column u is ``a_u`` of
     ``_tile_bases``.  Accumulates, within each group, ``G += A^T diag(w) A``,
     ``Bv[u] += sum_i w_i a_iu Y[i, b_out[u]]`` and ``Cv += A^T w`` (G is zero
-    between groups).  A task is a panel of one group's columns, fixed by the
-    group's size; it runs over the blocks in order (a block's sum, then
-    added), its tiles in order.
+    between groups).  A task is a panel of one group's columns (fixed by the
+    group's size) over a range of row blocks ``task_b0[t] <= b < task_b1[t]``
+    (fixed by S and the blocks): it runs over its blocks in order (a block's
+    sum, then added), its tiles in order, into its own partial sums at
+    ``task_off[t]`` (``Gp``: Sg x pw values) and ``task_voff[t]`` (``Bp``,
+    ``Cp``: pw values), which ``_reduce_panels`` adds in block
+    order: the same sums whether a task covers one block or all of them.
     """
     m = u_slot.shape[0]
     hidden = False
@@ -609,7 +640,11 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, nee
         XT = _xt_buffer(Xs)
         HidT = np.empty((col_unit.shape[0], TILE))
         wcol = 0 if W.shape[1] == 1 else g
-        for b in range(starts.shape[0] - 1):
+        off = task_off[t]
+        Gt = Gp[off: off + Sg * pw].reshape((Sg, pw))
+        Bt = Bp[task_voff[t]: task_voff[t] + pw]
+        Ct = Cp[task_voff[t]: task_voff[t] + pw]
+        for b in range(task_b0[t], task_b1[t]):
             Gb[:] = 0.0
             Bb[:] = 0.0
             Cb[:] = 0.0
@@ -636,10 +671,29 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, nee
                 Gb += np.dot(AT, WAT.T)
             for u in range(Sg):
                 for j in range(pw):
-                    G[u0 + u, c0 + j] += Gb[u, j]
+                    Gt[u, j] += Gb[u, j]
             for j in range(pw):
-                Bv[c0 + j] += Bb[j]
-                Cv[c0 + j] += Cb[j]
+                Bt[j] += Bb[j]
+                Ct[j] += Cb[j]
+
+
+@njit(cache=True)
+def _reduce_panels(task_g, task_c0, task_c1, task_off, task_voff, gstart, Gp, Bp, Cp, G, Bv, Cv):
+    """Add the tasks' partial sums of ``_normal_equations`` into G, Bv, Cv in
+    task order (for one panel: its row blocks in order)."""
+    for t in range(task_g.shape[0]):
+        g = task_g[t]
+        u0 = gstart[g]
+        Sg = gstart[g + 1] - u0
+        c0 = task_c0[t]
+        pw = task_c1[t] - c0
+        off = task_off[t]
+        for u in range(Sg):
+            for j in range(pw):
+                G[u0 + u, c0 + j] += Gp[off + u * pw + j]
+        for j in range(pw):
+            Bv[c0 + j] += Bp[task_voff[t] + j]
+            Cv[c0 + j] += Cp[task_voff[t] + j]
 
 
 @njit(cache=True, parallel=True)
@@ -1257,15 +1311,30 @@ class RowBlocks:
         if np.any(b_hcol >= 0):
             need[:] = 1  # hidden columns use every unit of the network
         fb_ptr, fb_idx = self._bases(b_feat, b_hcol, groups)
-        tasks = [(g, c0, min(gstart[g + 1], c0 + _panel_width(gstart[g + 1] - gstart[g])))
-                 for g in range(n_groups)
-                 for c0 in range(gstart[g], gstart[g + 1], _panel_width(gstart[g + 1] - gstart[g]))]
-        task_g, task_c0, task_c1 = (np.array(col, dtype=np.int64) for col in zip(*tasks))
+        panels = [(g, c0, min(gstart[g + 1], c0 + _panel_width(gstart[g + 1] - gstart[g])))
+                  for g in range(n_groups)
+                  for c0 in range(gstart[g], gstart[g + 1], _panel_width(gstart[g + 1] - gstart[g]))]
+        # Few panels (small systems): one task per panel and row block, each
+        # with its own partial sums, so that the threads share the rows.  The
+        # split depends on S and the blocks alone, and the partial sums are
+        # added in block order: the same result either way.
+        nb = self.n_blocks
+        per_block = len(panels) < 4 and nb > 1 and nb * int(np.dot(np.diff(gstart), np.diff(gstart))) <= (4 << 20)
+        ranges = [(b, b + 1) for b in range(nb)] if per_block else [(0, nb)]
+        tasks = [(g, c0, c1, b0, b1) for g, c0, c1 in panels for b0, b1 in ranges]
+        task_g, task_c0, task_c1, task_b0, task_b1 = (np.array(col, dtype=np.int64) for col in zip(*tasks))
+        sizes = (gstart[task_g + 1] - gstart[task_g]) * (task_c1 - task_c0)
+        task_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        widths = task_c1 - task_c0
+        task_voff = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        Gp, Bp, Cp = np.zeros(int(sizes.sum())), np.zeros(int(widths.sum())), np.zeros(int(widths.sum()))
         ptr, col, val, _ = spec.by_feature(self.q)
         kernel = _pick(_normal_equations, _normal_equations_serial, len(tasks))
         kernel(self.Xs, self.starts, self.has_bias, *pat, need, np.ascontiguousarray(b_unit, dtype=np.int64),
                np.ascontiguousarray(b_hcol, dtype=np.int64), gstart, fb_ptr, fb_idx, ptr, col, val, spec.col_unit,
-               task_g, task_c0, task_c1, W, self.Y, np.ascontiguousarray(b_out, dtype=np.int64), G, Bv, Cv)
+               task_g, task_c0, task_c1, task_b0, task_b1, task_off, task_voff, W, self.Y,
+               np.ascontiguousarray(b_out, dtype=np.int64), Gp, Bp, Cp)
+        _reduce_panels(task_g, task_c0, task_c1, task_off, task_voff, gstart, Gp, Bp, Cp, G, Bv, Cv)
         return G, Bv, Cv
 
     def newton_matrix(self, spec, b_unit, b_feat, b_hcol, coef, kind, F, b):

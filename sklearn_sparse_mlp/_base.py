@@ -5,6 +5,7 @@ blocks: the data and every sum over rows), ``_layers`` (the parametrisations)
 and ``_iht`` (the IHT step and its drivers).
 """
 
+import functools
 import numbers
 import time
 import warnings
@@ -24,17 +25,13 @@ from ._iht import Control, IHTResult, Monitor, Problem, Stopping, fit_full, fit_
 from ._layers import FusedLayer, factor_fused
 
 
-_CONTROLLER = []
-
-
+@functools.cache
 def _blas_controller():
     """One threadpoolctl controller per process: building one scans the
     loaded libraries (about 2 ms), too slow to repeat on every predict."""
-    if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
+    from threadpoolctl import ThreadpoolController
 
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0]
+    return ThreadpoolController()
 
 
 @contextmanager

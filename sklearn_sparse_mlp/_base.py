@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._blocks import TILE, RowBlocks
+from ._export import path_importances
 from ._gates import Gates
 from ._iht import Control, IHTResult, Monitor, Problem, Stopping, fit_full, fit_minibatch, partial_step
 from ._layers import FusedLayer, factor_fused
@@ -107,6 +108,7 @@ class BaseSparseMLP(BaseEstimator):
         ],
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
         "gate_update": [StrOptions({"sequential", "fixed"})],
+        "output_coupling": [StrOptions({"fused", "shared"})],
         "gate_update_period": [Interval(numbers.Integral, 1, None, closed="left")],
         "gate_n_features": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [None, Interval(numbers.Integral, 1, None, closed="left")],
@@ -134,6 +136,7 @@ class BaseSparseMLP(BaseEstimator):
         *,
         hidden_layer_sizes=(100,),
         gate_update="sequential",
+        output_coupling="fused",
         gate_update_period=1,
         gate_n_features=None,
         batch_size=None,
@@ -156,6 +159,7 @@ class BaseSparseMLP(BaseEstimator):
         self.n_nonzero_coefs = n_nonzero_coefs
         self.hidden_layer_sizes = hidden_layer_sizes
         self.gate_update = gate_update
+        self.output_coupling = output_coupling
         self.gate_update_period = gate_update_period
         self.gate_n_features = gate_n_features
         self.batch_size = batch_size
@@ -190,6 +194,12 @@ class BaseSparseMLP(BaseEstimator):
                 f"hidden_layer_sizes must hold a positive integer, got {self.hidden_layer_sizes!r}."
             )
         return int(sizes[0])
+
+    def _coupling(self, n_outputs):
+        """"fused" or "shared" ("auto": shared for several outputs)."""
+        if self.output_coupling == "auto":
+            return "shared" if n_outputs > 1 else "fused"
+        return self.output_coupling
 
     def _gate_mode(self, n_outputs, coupling="fused"):
         """"sequential" or "fixed" ("auto": sequential for one output and for
@@ -249,14 +259,15 @@ class BaseSparseMLP(BaseEstimator):
             )
         return sw
 
-    def _setup(self, d, k, coupling, reuse):
+    def _setup(self, d, k, coupling, reuse, budget=None):
         """Budget, seed, starting layer and intercept, step control.
 
         ``reuse``: continue from the previous fit's network when its shape
-        matches (warm start, or a later ``partial_fit``)."""
+        matches (warm start, a later ``partial_fit``, the next budget of a
+        path).  ``budget``: in place of ``n_nonzero_coefs``."""
         p = self._n_hidden()
         q = d + 1 if self.fit_intercept else d
-        s = _budget(self.n_nonzero_coefs, p * q * k)
+        s = _budget(self.n_nonzero_coefs if budget is None else budget, p * q * k)
         gate_mode = self._gate_mode(k, coupling)
         signature = (d, k, p, bool(self.fit_intercept), self.gate_n_features, coupling, gate_mode)
         if reuse and hasattr(self, "_layer") and getattr(self, "_signature", None) == signature:
@@ -277,21 +288,31 @@ class BaseSparseMLP(BaseEstimator):
         self._seed, self._signature, self._control = seed, signature, ctl
         return p, q, s, layer, b0, ctl
 
+    def _network_size(self, d, k):
+        """Fused weights of the full network: what a fractional budget is a fraction of."""
+        return self._n_hidden() * (d + 1 if self.fit_intercept else d) * k
+
     def _stopping(self, absolute_tol):
         return Stopping(self.max_iter, self.tol, self.n_iter_no_change, absolute_tol, self.verbose)
 
-    def _fit_arrays(self, X, Y, sample_weight, loss, coupling="fused", absolute_tol=False, stratify=None):
-        """Common fit on validated X (n x d) and float64 targets Y (n x k)."""
+    def _fit_arrays(self, X, Y, sample_weight, loss, coupling="fused", absolute_tol=False, stratify=None,
+                    path=None):
+        """Common fit on validated X (n x d) and float64 targets Y (n x k).
+
+        ``path``: ``(budgets, callback)``, budgets in increasing order: fit
+        each in turn on the same row blocks, each started from the previous
+        budget's network (the first as ``warm_start`` says), and call
+        ``callback(i)`` with the estimator fitted at ``budgets[i]``."""
         t_start = time.perf_counter()
-        n, d = X.shape
+        d = X.shape[1]
         k = Y.shape[1]
         sw = self._check_arrays(X, Y, sample_weight)
-        p, q, s, layer, b0, ctl = self._setup(d, k, coupling, self.warm_start)
+        budgets = [None] if path is None else list(path[0])
+        p, q, s, layer, b0, ctl = self._setup(d, k, coupling, self.warm_start, budgets[0])
         alpha = float(self.alpha)
         monitor = None
         if self.early_stopping:
             X, Y, sw, monitor = self._validation_split(X, Y, sw, loss, stratify, absolute_tol)
-            n = X.shape[0]
         # The penalty is alpha / 2 * ||w||^2 per unit of sample weight (per
         # sample for unit weights, as in MLPRegressor), so that weighting a
         # sample equals repeating it.
@@ -300,8 +321,39 @@ class BaseSparseMLP(BaseEstimator):
         prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total)
         if b0 is None:
             b0 = loss.start(blocks.target_mean())
+        fused = None
+        for i, budget in enumerate(budgets):
+            if i:
+                t_start = time.perf_counter()
+                p, q, s, layer, b0, ctl = self._setup(d, k, coupling, True, budget)
+                if fused is not None:
+                    # Shared coupling: the bilinear fit can grow existing units
+                    # only (a unit with u = v = 0 has a zero gradient), so the
+                    # path continues from the previous *fused* network, which
+                    # the new budget may extend by new units.
+                    layer, b0, ctl = fused
+                    ctl.s = s
+                # The step size is normalised afresh for the new budget: the
+                # last accepted step of the smaller network is no guide (it
+                # can be many times too long, and every trial is then halved).
+                ctl.mu_prev = None
+                if monitor is not None:
+                    monitor.restart()
+            fused = self._solve(X, Y, sw, prob, layer, b0, ctl, stop, monitor, loss, coupling, s, t_start)
+            if path is not None:
+                path[1](i)
+        return self
+
+    def _solve(self, X, Y, sw, prob, layer, b0, ctl, stop, monitor, loss, coupling, s, t_start):
+        """Run the solver from ``layer`` and set the fitted attributes.
+
+        Returns the fused stage's ``(layer, intercept, control)`` with shared
+        coupling (None otherwise): where a path continues from."""
+        n, q = X.shape[0], layer.q
+        alpha = float(self.alpha)
         t_solver = time.perf_counter()
         polish_s = 0.0
+        fused_state = None
         with thread_limits(self.n_jobs):
             if layer.kind == "fused":
                 if self.batch_size is None or self.batch_size >= n:
@@ -321,6 +373,7 @@ class BaseSparseMLP(BaseEstimator):
                     start = factor_fused(result.layer, s, ctl.sequential,
                                          Gates(self._seed, q, self.fit_intercept, self.gate_n_features))
                     fused = result
+                    fused_state = (fused.layer, fused.intercept, ctl)
                     ctl = self._control = Control(s, self.n_refine_steps, ctl.sequential, self.gate_update_period)
                     if monitor is not None:
                         monitor.restart()
@@ -347,7 +400,7 @@ class BaseSparseMLP(BaseEstimator):
             )
         self.n_iter_ = int(result.n_iter)
         self.loss_curve_ = list(result.loss_curve)
-        return self
+        return fused_state
 
     def _validation_split(self, X, Y, sw, loss, stratify, absolute_tol):
         """Hold out ``validation_fraction`` of the rows (stratified by
@@ -442,8 +495,9 @@ class BaseSparseMLP(BaseEstimator):
     def _set_factored_attributes(self, layer, d, p, q):
         U, V, units = layer.U, layer.V, layer.units
         rows, cols = np.nonzero(U.T)
-        self.coef_ = sp.csr_array((U.T[rows, cols], (units[rows], cols)), shape=(p, q))
+        self.fused_coef_ = sp.csr_array((U.T[rows, cols], (units[rows], cols)), shape=(p, q))
         self.n_nonzero_ = layer.nnz
+        self.feature_importances_ = path_importances([U[:d], V])
         self.active_neurons_ = units.copy()
         self.gates_ = layer.pattern_gates().T.copy()
         if layer.sequential:
@@ -455,9 +509,13 @@ class BaseSparseMLP(BaseEstimator):
 
         rows = layer.idx // (q * k)
         cols = layer.idx % (q * k)
-        self.coef_ = sp.csr_array((layer.val, (rows, cols)), shape=(p, q * k))
+        self.fused_coef_ = sp.csr_array((layer.val, (rows, cols)), shape=(p, q * k))
         self.n_nonzero_ = layer.nnz
+        # Per input feature: the absolute fused weights over units and outputs
+        # (for a ReLU network, those of the paths through its first layer).
         active, pos, feat, _ = decode(layer.idx, q, k)
+        by_input = np.bincount(feat, weights=np.abs(layer.val), minlength=q)
+        self.feature_importances_ = path_importances([by_input[:d].reshape(-1, 1)])
         self.active_neurons_ = active
         self.gates_ = layer.gates(active).T.copy() if active.size else np.zeros((0, q))
         if self._signature[-1] == "sequential" and k == 1:
@@ -475,6 +533,56 @@ class BaseSparseMLP(BaseEstimator):
                 self.intercept_.copy(),
             ]
             self.gate_signs_ = signs
+
+    def to_mlp(self):
+        """The fitted network as a fitted scikit-learn MLP.
+
+        Returns an :class:`~sklearn.neural_network.MLPRegressor` (or
+        :class:`~sklearn.neural_network.MLPClassifier`) whose ``coefs_`` and
+        ``intercepts_`` are this network's active units, so that its
+        ``predict`` (and ``predict_proba``) give the same values, up to
+        rounding.  Through it the network can be saved with any tool that
+        reads scikit-learn's MLPs, for instance to ONNX with skl2onnx.  The
+        MLP is not meant to be refitted: its hyper-parameters are MLP's
+        defaults, with ``alpha`` and ``random_state`` copied.
+
+        Returns
+        -------
+        mlp : MLPRegressor or MLPClassifier
+            The fitted dense equivalent (one hidden unit per active unit).
+
+        Raises
+        ------
+        ValueError
+            When the network is not a plain ReLU MLP: random fixed gates
+            (``gate_update="fixed"``) give a gated ReLU network
+            ``sum_j 1[X h_j >= 0] X W_j``, and several outputs with
+            ``output_coupling="fused"`` share one activation pattern per unit
+            across different weight vectors; neither is a ReLU MLP.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_sparse_mlp import SparseMLPRegressor
+        >>> from sklearn_sparse_mlp.datasets import make_planted_mlp
+        >>> X, y = make_planted_mlp(n_samples=200, n_features=5, n_hidden=3,
+        ...                         n_nonzero=4, random_state=0)
+        >>> reg = SparseMLPRegressor(n_nonzero_coefs=6, hidden_layer_sizes=(10,),
+        ...                          random_state=0).fit(X, y)
+        >>> mlp = reg.to_mlp()
+        >>> type(mlp).__name__, np.allclose(mlp.predict(X), reg.predict(X))
+        ('MLPRegressor', True)
+        """
+        check_is_fitted(self, "_layer")
+        if not hasattr(self, "coefs_"):
+            if self._signature[-1] != "sequential":
+                why = ("its gates are random and fixed (gate_update='fixed'): it is a gated ReLU "
+                       "network sum_j 1[X h_j >= 0] X W_j. Fit with gate_update='sequential'")
+            else:
+                why = ("its several outputs use fused weight blocks under one activation pattern "
+                       "per unit (output_coupling='fused'). Fit with output_coupling='shared'")
+            raise ValueError(f"This network cannot be written as a plain ReLU MLP: {why} to export it.")
+        return self._to_mlp()
 
     def _raw_predict(self, X):
         """Network outputs (n x k, float64) for validated X."""

@@ -9,6 +9,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseSparseMLP
+from ._export import mlp_classifier
 from ._labels import TargetEncoder
 
 
@@ -172,11 +173,17 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
     classes_ : ndarray of shape (n_classes,)
         Class labels (for multilabel targets, ``arange(n_labels)``).
 
-    coef_ : scipy.sparse.csr_array
+    fused_coef_ : scipy.sparse.csr_array
         "fused": the fused weights, shape (hidden units, n_inputs *
         ``n_outputs_``), column ``f * n_outputs_ + l`` for input ``f`` and output
         ``l``.  "shared": the first-layer weights, shape (hidden units,
-        n_inputs).
+        n_inputs).  (Named ``coef_`` before 0.1.)
+
+    feature_importances_ : ndarray of shape (`n_features_in_`,)
+        Importance of each input feature: the sum over the paths from the
+        feature to an output of the products of absolute weights,
+        normalised to sum to one (0 for the features the network does not
+        read; see :class:`SparseMLPRegressor`).
 
     intercept_ : ndarray of shape (`n_outputs_`,)
         Output intercepts.
@@ -348,6 +355,10 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         >>> clf.classes_, clf.n_outputs_, clf.out_activation_
         (array([0, 1, 2]), 3, 'softmax')
         """
+        return self._fit(X, y, sample_weight)
+
+    def _fit(self, X, y, sample_weight, path=None):
+        """fit, or the fits along a path of budgets (see ``_fit_arrays``)."""
         X, y = self._validate_training(X, y, reset=True, ensure_min_samples=2)
         encoder = TargetEncoder().fit(y)
         if (
@@ -369,9 +380,10 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
             sample_weight = cw if sample_weight is None else cw * np.asarray(sample_weight, dtype=np.float64)
         loss = self._set_encoder(encoder)
         stratify = y if encoder.target_type_ != "multilabel-indicator" else None
+        path = None if path is None else (path[0](X.shape[1], Y.shape[1]), path[1])
         return self._fit_arrays(
             X, Y, sample_weight, loss, coupling=self._coupling(Y.shape[1]), absolute_tol=True,
-            stratify=stratify
+            stratify=stratify, path=path
         )
 
     def _set_encoder(self, encoder):
@@ -449,12 +461,6 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
             sample_weight = cw if sample_weight is None else cw * np.asarray(sample_weight, dtype=np.float64)
         loss = self._set_encoder(encoder)
         return self._partial_fit_arrays(X, Y, sample_weight, loss, first, coupling=self._coupling(Y.shape[1]))
-
-    def _coupling(self, n_outputs):
-        """"fused" or "shared" ("auto": shared for several outputs)."""
-        if self.output_coupling == "auto":
-            return "shared" if n_outputs > 1 else "fused"
-        return self.output_coupling
 
     def _validate_training(self, X, y, reset, ensure_min_samples):
         """Validated X and labels (a column vector of labels made 1-D)."""
@@ -586,6 +592,10 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         """
         F, encoder = self._outputs(X)
         return encoder.log_proba(F, self.loss)
+
+    def _to_mlp(self):
+        return mlp_classifier(self, self.coefs_, self.intercepts_, self._encoder._binarizer,
+                              self.out_activation_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -28,6 +28,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._export import mlp_classifier, mlp_regressor, path_importances
 from ._labels import TargetEncoder
 from ._losses import SquaredLoss, log_softmax, sigmoid_log
 
@@ -512,6 +513,42 @@ class _BaseIMP(BaseEstimator):
         self.n_outputs_ = k
         return self
 
+    @property
+    def feature_importances_(self):
+        """Importance of each input feature (normalised to sum to one): the
+        sum over the paths from the feature to an output of the products of
+        the absolute weights, as for the IHT estimators."""
+        check_is_fitted(self, "coefs_")
+        return path_importances(self.coefs_)
+
+    def to_mlp(self):
+        """The pruned network as a fitted scikit-learn MLP.
+
+        Returns
+        -------
+        mlp : MLPRegressor or MLPClassifier
+            A fitted MLP with the same ``coefs_`` and ``intercepts_`` (pruned
+            entries are zeros), whose ``predict`` (and ``predict_proba``)
+            give the same values.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_sparse_mlp import IMPRegressor
+        >>> rng = np.random.RandomState(0)
+        >>> X = rng.standard_normal((200, 4))
+        >>> y = np.maximum(X[:, 0] - X[:, 1], 0) + 0.5 * X[:, 2]
+        >>> reg = IMPRegressor(n_nonzero_coefs=20, hidden_layer_sizes=(10,),
+        ...                    random_state=0).fit(X, y)
+        >>> np.allclose(reg.to_mlp().predict(X), reg.predict(X))
+        True
+        """
+        check_is_fitted(self, "coefs_")
+        if isinstance(self, ClassifierMixin):
+            act = "softmax" if self._encoder.target_type_ == "multiclass" else "logistic"
+            return mlp_classifier(self, self.coefs_, self.intercepts_, self._encoder._binarizer, act)
+        return mlp_regressor(self, self.coefs_, self.intercepts_)
+
     def _raw_predict(self, X):
         """Raw network outputs (n x k, float64) and the dtype of X."""
         check_is_fitted(self, "coefs_")
@@ -596,6 +633,11 @@ _SHARED_DOC = """
 
     masks_ : list of ndarrays of bool
         Surviving weights, shaped like ``coefs_``.
+
+    feature_importances_ : ndarray of shape (`n_features_in_`,)
+        Importance of each input feature: the sum over the paths from the
+        feature to an output of the products of the absolute weights,
+        normalised to sum to one (0 for features no surviving weight reads).
 
     n_nonzero_ : int
         Nonzero weights of the final network: the budget, unless training

@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 
 from ._base import BaseSparseMLP
+from ._export import mlp_regressor
 from ._losses import SquaredLoss
 
 
@@ -47,6 +48,16 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         its own weights times a fixed sign (a true ReLU network); units that
         leave the support return to their random gate and may come back.
         "fixed": random gates throughout (a gated ReLU network).
+
+    output_coupling : {"fused", "shared"}, default="fused"
+        How the budget is shared across several outputs.  "fused": each
+        hidden unit has a weight block of shape ``(n_inputs, n_outputs)``
+        under one activation pattern (convex for fixed patterns, but not a
+        plain ReLU MLP for several outputs).  "shared": the vector-output
+        ReLU network ``sum_j relu(x . u_j + c_j) v_j + b`` with one budget
+        over ``u`` and ``v``, started from the fused solution (see
+        :class:`SparseMLPClassifier`); it is exported in ``coefs_`` and by
+        :meth:`to_mlp`.  With one output both give the same kind of network.
 
     gate_update_period : int, default=1
         Iterations between two sequential gate updates.  With 1 (the
@@ -138,19 +149,34 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
 
     Attributes
     ----------
-    coef_ : scipy.sparse.csr_array of shape (hidden units, n_inputs * `n_outputs_`)
+    fused_coef_ : scipy.sparse.csr_array of shape (hidden units, n_inputs * `n_outputs_`)
         Fused weights; row ``j`` is unit ``j``, column ``f * n_outputs_ + l``
         is input ``f`` (the last input is the constant when
-        ``fit_intercept``) and output ``l``.
+        ``fit_intercept``) and output ``l``.  With
+        ``output_coupling="shared"``: the first-layer weights ``u_j``, shape
+        (hidden units, n_inputs).  (Named ``coef_`` before 0.1: a linear
+        model's name, which scikit-learn's meta-estimators read as one weight
+        per feature.)
+
+    feature_importances_ : ndarray of shape (`n_features_in_`,)
+        Importance of each input feature: the sum, over the network's paths
+        from the feature to an output, of the products of the absolute
+        weights along them (``sum_j |u_fj| ||v_j||_1``), normalised to sum to
+        one.  Features the sparse network does not read have importance 0,
+        so that :class:`~sklearn.feature_selection.SelectFromModel` selects
+        the features the network uses.  It depends on the feature scales
+        (scale them first).
 
     intercept_ : ndarray of shape (`n_outputs_`,)
         Output intercept.
 
     coefs_ : list of two ndarrays
-        Sequential gates, single output only: the network in MLPRegressor's
-        layout, restricted to the active units: ``coefs_[0]`` (n_features,
-        n_active) first-layer weights ``u_j``, ``coefs_[1]`` (n_active, 1)
-        output weights ``a_j`` (+1 or -1).  ``predict(X)`` equals
+        Sequential gates with one output or ``output_coupling="shared"``
+        (an ordinary ReLU network): the network in MLPRegressor's layout,
+        restricted to the active units: ``coefs_[0]`` (n_features, n_active)
+        first-layer weights ``u_j``, ``coefs_[1]`` (n_active, `n_outputs_`)
+        output weights (``a_j = +1 or -1`` for one fused output).
+        :meth:`to_mlp` returns it as a fitted MLPRegressor.  ``predict(X)`` equals
         ``relu(X @ coefs_[0] + intercepts_[0]) @ coefs_[1] + intercepts_[1]``.
 
     intercepts_ : list of two ndarrays
@@ -266,11 +292,17 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         ...                          random_state=0)
         >>> reg.fit(X, y)
         SparseMLPRegressor(hidden_layer_sizes=(10,), n_nonzero_coefs=6, random_state=0)
-        >>> reg.n_nonzero_ <= 6, reg.coef_.shape
+        >>> reg.n_nonzero_ <= 6, reg.fused_coef_.shape
         (True, (10, 6))
         """
+        return self._fit(X, y, sample_weight)
+
+    def _fit(self, X, y, sample_weight, path=None):
+        """fit, or the fits along a path of budgets (see ``_fit_arrays``)."""
         X, Y = self._validate_training(X, y, reset=True, ensure_min_samples=2)
-        return self._fit_arrays(X, Y, sample_weight, SquaredLoss())
+        path = None if path is None else (path[0](X.shape[1], Y.shape[1]), path[1])
+        return self._fit_arrays(X, Y, sample_weight, SquaredLoss(), coupling=self._coupling(Y.shape[1]),
+                                path=path)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
@@ -314,7 +346,8 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         """
         first = not hasattr(self, "_layer")
         X, Y = self._validate_training(X, y, reset=first, ensure_min_samples=1)
-        return self._partial_fit_arrays(X, Y, sample_weight, SquaredLoss(), first)
+        return self._partial_fit_arrays(X, Y, sample_weight, SquaredLoss(), first,
+                                        coupling=self._coupling(Y.shape[1]))
 
     def _validate_training(self, X, y, reset, ensure_min_samples):
         """Validated X and float64 targets as an (n, k) matrix."""
@@ -353,6 +386,9 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         F, dtype = self._raw_predict(X)
         F = F.astype(dtype, copy=False)
         return F.ravel() if self._y_ndim == 1 else F
+
+    def _to_mlp(self):
+        return mlp_regressor(self, self.coefs_, self.intercepts_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -39,7 +39,7 @@ def test_relu_export_matches_predict(planted):
     manual = np.maximum(Xt @ W1 + b1, 0) @ W2 + b2
     np.testing.assert_allclose(reg.predict(Xt), manual.ravel(), rtol=1e-10, atol=1e-10)
     assert np.count_nonzero(W1) + np.count_nonzero(b1) == reg.n_nonzero_
-    assert reg.coef_.nnz == reg.n_nonzero_
+    assert reg.fused_coef_.nnz == reg.n_nonzero_
 
 
 def test_same_random_state_same_predictions(planted):
@@ -180,7 +180,7 @@ def test_n_jobs_does_not_change_the_fit(gate_update, sparse):
         warnings.simplefilter("ignore", ConvergenceWarning)
         one = SparseMLPRegressor(n_jobs=1, **kw).fit(X, y)
         two = SparseMLPRegressor(n_jobs=2, **kw).fit(X, y)
-    np.testing.assert_array_equal(one.coef_.toarray(), two.coef_.toarray())
+    np.testing.assert_array_equal(one.fused_coef_.toarray(), two.fused_coef_.toarray())
     np.testing.assert_array_equal(one.intercept_, two.intercept_)
     assert one.loss_curve_ == two.loss_curve_
     np.testing.assert_array_equal(one.predict(X[:500]), two.predict(X[:500]))
@@ -220,7 +220,7 @@ def test_partial_fit_from_disk_trains_the_same_model(planted_large, tmp_path):
         models.append(reg)
     a, b = models
     assert a.n_iter_ == b.n_iter_ == 8
-    np.testing.assert_array_equal(a.coef_.toarray(), b.coef_.toarray())
+    np.testing.assert_array_equal(a.fused_coef_.toarray(), b.fused_coef_.toarray())
     np.testing.assert_array_equal(a.predict(Xt), b.predict(Xt))
 
 
@@ -270,7 +270,7 @@ def test_sequential_loss_decreases_and_stops_by_rule():
 def test_alpha_shrinks_the_weights(planted):
     X, y, _, _ = planted
     norms = [np.linalg.norm(SparseMLPRegressor(20, hidden_layer_sizes=(50,), alpha=a, gate_update="fixed",
-                                               random_state=0).fit(X, y).coef_.data) for a in (0.0, 1e3)]
+                                               random_state=0).fit(X, y).fused_coef_.data) for a in (0.0, 1e3)]
     assert norms[1] < norms[0]
 
 

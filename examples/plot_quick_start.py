@@ -70,7 +70,7 @@ print(
 # %%
 # The fitted network
 # ------------------
-# ``coef_`` holds the fused weights as a :class:`scipy.sparse.csr_array`, one
+# ``fused_coef_`` holds the fused weights as a :class:`scipy.sparse.csr_array`, one
 # row per hidden unit and one column per input (the last column is the
 # constant input of the hidden biases).  With the default sequential gates the
 # model is an ordinary ReLU network, exported in MLPRegressor's layout in
@@ -80,7 +80,7 @@ Z = sparse[0].transform(X_test)
 W1, W2 = reg.coefs_
 b1, b2 = reg.intercepts_
 by_hand = np.maximum(Z @ W1 + b1, 0) @ W2 + b2
-print("coef_:", repr(reg.coef_))
+print("fused_coef_:", repr(reg.fused_coef_))
 gap = np.abs(by_hand.ravel() - sparse.predict(X_test)).max()
 print("max |predict - relu network by hand| =", gap)
 

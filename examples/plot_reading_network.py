@@ -7,8 +7,8 @@ A network with a few nonzero weights can be read: which inputs each hidden
 unit uses, with which weights, and what each unit adds to the prediction.
 This example fits :class:`~sklearn_sparse_mlp.SparseMLPRegressor` to the
 diabetes data with a budget of 12 weights and reads it through its fitted
-attributes: ``coef_`` (the fused weights), ``active_neurons_``, and, since
-the default sequential gates make the model an ordinary ReLU network,
+attributes: ``fused_coef_`` (the fused weights), ``active_neurons_``, and,
+since the default sequential gates make the model an ordinary ReLU network,
 ``coefs_``, ``intercepts_`` and ``gate_signs_``.
 """
 
@@ -62,12 +62,12 @@ for j in range(U.shape[1]):
 # %%
 # The same weights, fused
 # -----------------------
-# ``coef_`` stores the fitted (fused) weights ``w_j = a_j u_j`` as a sparse
+# ``fused_coef_`` stores the fitted (fused) weights ``w_j = a_j u_j`` as a sparse
 # matrix: one row per hidden unit (all 100 of them, most empty), one column
 # per input, the last column for the constant input of the hidden biases.
-W = reg.coef_.toarray()[reg.active_neurons_]
+W = reg.fused_coef_.toarray()[reg.active_neurons_]
 assert np.allclose(W[:, :-1].T * a, U)
-print("rows of coef_ holding a weight:", np.unique(reg.coef_.nonzero()[0]))
+print("rows of fused_coef_ holding a weight:", np.unique(reg.fused_coef_.nonzero()[0]))
 
 # %%
 # Which inputs each unit uses

@@ -109,6 +109,7 @@ class BaseSparseMLP(BaseEstimator):
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
         "gate_update": [StrOptions({"sequential", "fixed"})],
         "output_coupling": [StrOptions({"fused", "shared"})],
+        "budget_split": [StrOptions({"even", "proportional"}), "array-like"],
         "gate_update_period": [Interval(numbers.Integral, 1, None, closed="left")],
         "gate_n_features": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [None, Interval(numbers.Integral, 1, None, closed="left")],
@@ -135,6 +136,7 @@ class BaseSparseMLP(BaseEstimator):
         n_nonzero_coefs=0.1,
         *,
         hidden_layer_sizes=(100,),
+        budget_split="even",
         gate_update="sequential",
         output_coupling="fused",
         gate_update_period=1,
@@ -160,6 +162,7 @@ class BaseSparseMLP(BaseEstimator):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.gate_update = gate_update
         self.output_coupling = output_coupling
+        self.budget_split = budget_split
         self.gate_update_period = gate_update_period
         self.gate_n_features = gate_n_features
         self.batch_size = batch_size
@@ -179,21 +182,27 @@ class BaseSparseMLP(BaseEstimator):
         tags.input_tags.sparse = True
         return tags
 
-    def _n_hidden(self):
+    def _hidden_sizes(self):
+        """The widths of the hidden layers, as a list of ints."""
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral):
             sizes = [sizes]
         sizes = list(sizes)
+        if not sizes or not all(isinstance(m, numbers.Integral) and m >= 1 for m in sizes):
+            raise ValueError(
+                f"hidden_layer_sizes must hold positive integers, got {self.hidden_layer_sizes!r}."
+            )
+        return [int(m) for m in sizes]
+
+    def _n_hidden(self):
+        """The width of the (single) hidden layer."""
+        sizes = self._hidden_sizes()
         if len(sizes) != 1:
             raise ValueError(
-                f"hidden_layer_sizes={self.hidden_layer_sizes!r}: only one hidden layer is "
-                "supported for now; pass a single width such as (100,)."
+                f"hidden_layer_sizes={self.hidden_layer_sizes!r}: this operation supports one hidden "
+                "layer only (the budget path, partial_fit)."
             )
-        if not isinstance(sizes[0], numbers.Integral) or sizes[0] < 1:
-            raise ValueError(
-                f"hidden_layer_sizes must hold a positive integer, got {self.hidden_layer_sizes!r}."
-            )
-        return int(sizes[0])
+        return sizes[0]
 
     def _coupling(self, n_outputs):
         """"fused" or "shared" ("auto": shared for several outputs)."""
@@ -465,8 +474,111 @@ class BaseSparseMLP(BaseEstimator):
         self.loss_curve_ = (list(getattr(self, "loss_curve_", [])) if not first else []) + [loss_value]
         return self
 
+    def _stage_budgets(self, d, k):
+        """Budgets of the layers of a deep network (``budget_split``)."""
+        sizes = self._hidden_sizes()
+        q0 = d + 1 if self.fit_intercept else d
+        ins = [q0] + [m + 1 if self.fit_intercept else m for m in sizes[:-1]]
+        layer_size = [m * q for m, q in zip(sizes, ins)]
+        layer_size[-1] *= k
+        total = _budget(self.n_nonzero_coefs, sum(layer_size))
+        split = self.budget_split
+        if isinstance(split, str):
+            weights = np.ones(len(sizes)) if split == "even" else np.asarray(layer_size, dtype=float)
+        else:
+            weights = np.asarray(split, dtype=float).ravel()
+            if weights.shape != (len(sizes),) or not np.all(weights > 0):
+                raise ValueError(
+                    f"budget_split={split!r}: give one positive share per hidden layer "
+                    f"({len(sizes)} here), 'even' or 'proportional'."
+                )
+        shares = weights / weights.sum() * total
+        budgets = np.floor(shares).astype(int)
+        # The rounding remainder goes to the layers with the largest remainders.
+        for i in np.argsort(-(shares - budgets), kind="stable")[: total - budgets.sum()]:
+            budgets[i] += 1
+        return [max(1, int(b)) for b in budgets]
+
+    def _fit_deep(self, X, y, sample_weight, k_out):
+        """Several hidden layers, trained layer by layer (the paper's scheme).
+
+        ``X`` is validated, ``y`` the targets as given to ``fit``, ``k_out``
+        the number of network outputs.  Stage ``l`` fits a one-hidden-layer
+        network of width ``m_l`` with budget ``s_l`` (``budget_split``) on
+        the previous layers' ReLU features (stage 1 on X) and keeps its hidden
+        layer; the last stage's whole network ends the model.  Only the
+        active units' features are formed (n x active units).  Returns the
+        last stage's estimator."""
+        stage_cls = self._stage_class
+        params = {name: getattr(self, name) for name in stage_cls._get_param_names()}
+        if k_out > 1 and params.get("output_coupling") == "fused":
+            # Fused blocks of several outputs are not ReLU layers: the hidden
+            # layers of a deep network come from the shared coupling.
+            params["output_coupling"] = "shared"
+        budgets = self._stage_budgets(X.shape[1], k_out)
+        sizes = self._hidden_sizes()
+        coefs, intercepts, stages = [], [], []
+        kept_nnz, complete = 0, False
+        Z = X
+        for i, (m, s) in enumerate(zip(sizes, budgets)):
+            q = Z.shape[1] + int(self.fit_intercept)
+            stage = stage_cls(**{**params, "hidden_layer_sizes": (m,), "warm_start": False,
+                                 "n_nonzero_coefs": min(s, m * q * k_out)})
+            stage.fit(Z, y, sample_weight)
+            if not hasattr(stage, "coefs_"):
+                raise ValueError(
+                    "Several hidden layers need every layer to be a plain ReLU layer: use "
+                    "gate_update='sequential' (and output_coupling='shared' for several outputs)."
+                )
+            stages.append(stage)
+            if i == len(sizes) - 1:
+                coefs += [np.asarray(W, dtype=np.float64) for W in stage.coefs_]
+                intercepts += [np.asarray(b, dtype=np.float64) for b in stage.intercepts_]
+                complete = True
+                break
+            U = np.asarray(stage.coefs_[0], dtype=np.float64)
+            c = np.asarray(stage.intercepts_[0], dtype=np.float64)
+            coefs.append(U)
+            intercepts.append(c)
+            kept_nnz += int(np.count_nonzero(U) + np.count_nonzero(c))
+            if U.shape[1] == 0:
+                # No active unit: the network is this stage's constant.
+                for _ in range(len(sizes) - 1 - i):
+                    coefs.append(np.zeros((0, 0)))
+                    intercepts.append(np.zeros(0))
+                coefs.append(np.zeros((0, stage.intercept_.size)))
+                intercepts.append(np.asarray(stage.intercept_, dtype=np.float64).copy())
+                break
+            Z = np.maximum(Z @ U + c, 0.0)
+        last = stages[-1]
+        self._deep = True
+        self._layer = None
+        for name in ("fused_coef_", "gates_", "gate_signs_", "validation_loss_curve_", "best_validation_loss_"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self.coefs_, self.intercepts_ = coefs, intercepts
+        self.intercept_ = intercepts[-1].copy()
+        self._intercept = self.intercept_.copy()
+        self.n_outputs_ = coefs[-1].shape[1]
+        self.n_nonzero_ = kept_nnz + (int(last.n_nonzero_) if complete else 0)
+        self.active_neurons_ = stages[0].active_neurons_.copy()
+        self.feature_importances_ = path_importances(coefs)
+        self.n_iter_ = int(sum(st.n_iter_ for st in stages))
+        self.loss_curve_ = [v for st in stages for v in st.loss_curve_]
+        self.loss_ = float(last.loss_)
+        self.n_layers_ = len(coefs) + 1
+        self.stage_budgets_ = np.asarray(budgets)
+        if hasattr(last, "validation_loss_curve_"):
+            self.validation_loss_curve_ = list(last.validation_loss_curve_)
+            self.best_validation_loss_ = last.best_validation_loss_
+        return last
+
     def _finish(self, result):
         """Check the result and set the fitted attributes."""
+        self._deep = False
+        for name in ("n_layers_", "stage_budgets_"):
+            if hasattr(self, name):
+                delattr(self, name)
         layer = result.layer
         values = np.concatenate([layer.U.ravel(), layer.V.ravel()]) if layer.kind == "factored" else layer.val
         if not (np.isfinite(result.loss) and np.all(np.isfinite(values))):
@@ -588,6 +700,10 @@ class BaseSparseMLP(BaseEstimator):
         """Network outputs (n x k, float64) for validated X."""
         check_is_fitted(self, "_layer")
         X = self._validate_X(X, reset=False)
+        if self._deep:
+            from ._imp import _forward
+
+            return _forward(X, self.coefs_, self.intercepts_), X.dtype
         k = self._signature[1]
         layer = self._layer
         if not layer.nnz:

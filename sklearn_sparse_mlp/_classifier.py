@@ -86,8 +86,24 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         sparse network overfitted the bundled data sets (digits: 0.935 CV
         accuracy against 0.975 with 1.0, ``benchmarks/bench_classifier.py``).
 
-    hidden_layer_sizes : tuple of one int or int, default=(100,)
-        Width of the hidden layer.  One hidden layer only for now.
+    hidden_layer_sizes : tuple of int or int, default=(100,)
+        Widths of the hidden layers.  With several, the network is trained
+        layer by layer, as in the paper's code: stage ``l`` fits a
+        one-hidden-layer network of width ``m_l`` and budget ``s_l`` (see
+        ``budget_split``) on the ReLU features of the layers before it (stage
+        1 on X) and keeps its hidden layer; the last stage's network ends the
+        model.  Only the active units' features are formed.  Deep networks
+        need sequential gates (with ``output_coupling="shared"`` for several
+        fused outputs); ``partial_fit``, ``warm_start`` and the budget path
+        support one hidden layer.  A joint IHT phase over all layers is not
+        implemented yet.
+
+    budget_split : {"even", "proportional"} or array-like, default="even"
+        How ``n_nonzero_coefs`` (for a fraction: of the total size of the
+        layers, ``sum_l m_l (m_(l-1) + 1)``, times the outputs for the last)
+        is split across several hidden layers: evenly (the paper's ``s/L``),
+        in proportion to each layer's size, or by the given positive shares
+        (one per hidden layer).  Ignored for one hidden layer.
 
     gate_update : {"auto", "sequential", "fixed"}, default="auto"
         "sequential": every ``gate_update_period`` iterations the gate of
@@ -218,6 +234,10 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         iteration (``best_validation_loss_``: its minimum, the returned
         network's).
 
+    n_layers_ : int
+        With several hidden layers: the number of layers, input and output
+        included (as MLPClassifier's); ``stage_budgets_`` holds each stage's budget.
+
     n_outputs_ : int
         Number of network outputs.
 
@@ -281,6 +301,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         output_coupling="auto",
         alpha=1.0,
         hidden_layer_sizes=(100,),
+        budget_split="even",
         gate_update="auto",
         gate_update_period=1,
         gate_n_features=None,
@@ -300,6 +321,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         super().__init__(
             n_nonzero_coefs,
             hidden_layer_sizes=hidden_layer_sizes,
+            budget_split=budget_split,
             gate_update=gate_update,
             gate_update_period=gate_update_period,
             gate_n_features=gate_n_features,
@@ -361,6 +383,12 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         """fit, or the fits along a path of budgets (see ``_fit_arrays``)."""
         X, y = self._validate_training(X, y, reset=True, ensure_min_samples=2)
         encoder = TargetEncoder().fit(y)
+        if len(self._hidden_sizes()) > 1:
+            if path is not None:
+                self._n_hidden()  # raises: the path has one hidden layer
+            last = self._fit_deep(X, y, sample_weight, encoder.n_outputs_)
+            self._set_encoder(last._encoder)
+            return self
         if (
             self.warm_start
             and hasattr(self, "_encoder")
@@ -603,3 +631,6 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+SparseMLPClassifier._stage_class = SparseMLPClassifier

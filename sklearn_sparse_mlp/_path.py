@@ -357,6 +357,7 @@ class SparseMLPRegressorCV(_SparseMLPCVMixin, RegressorMixin, BaseSparseMLP):
     """
 
     _base_class = SparseMLPRegressor
+    _stage_class = SparseMLPRegressor
     _parameter_constraints = {**BaseSparseMLP._parameter_constraints, **_SparseMLPCVMixin._cv_constraints}
 
     def __init__(
@@ -368,6 +369,7 @@ class SparseMLPRegressorCV(_SparseMLPCVMixin, RegressorMixin, BaseSparseMLP):
         scoring=None,
         criterion="cv",
         hidden_layer_sizes=(100,),
+        budget_split="even",
         gate_update="sequential",
         output_coupling="fused",
         gate_update_period=1,
@@ -387,8 +389,8 @@ class SparseMLPRegressorCV(_SparseMLPCVMixin, RegressorMixin, BaseSparseMLP):
         n_jobs=None,
     ):
         super().__init__(
-            n_nonzero_coefs, hidden_layer_sizes=hidden_layer_sizes, gate_update=gate_update,
-            output_coupling=output_coupling, gate_update_period=gate_update_period,
+            n_nonzero_coefs, hidden_layer_sizes=hidden_layer_sizes, budget_split=budget_split,
+            gate_update=gate_update, output_coupling=output_coupling, gate_update_period=gate_update_period,
             gate_n_features=gate_n_features, batch_size=batch_size, max_iter=max_iter, tol=tol,
             alpha=alpha, n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
             validation_fraction=validation_fraction, n_refine_steps=n_refine_steps,
@@ -487,6 +489,7 @@ class SparseMLPClassifierCV(_SparseMLPCVMixin, ClassifierMixin, BaseSparseMLP):
     """
 
     _base_class = SparseMLPClassifier
+    _stage_class = SparseMLPClassifier
     _parameter_constraints = {**SparseMLPClassifier._parameter_constraints, **_SparseMLPCVMixin._cv_constraints}
 
     def __init__(
@@ -502,6 +505,7 @@ class SparseMLPClassifierCV(_SparseMLPCVMixin, ClassifierMixin, BaseSparseMLP):
         output_coupling="auto",
         alpha=1.0,
         hidden_layer_sizes=(100,),
+        budget_split="even",
         gate_update="auto",
         gate_update_period=1,
         gate_n_features=None,
@@ -519,8 +523,8 @@ class SparseMLPClassifierCV(_SparseMLPCVMixin, ClassifierMixin, BaseSparseMLP):
         n_jobs=None,
     ):
         super().__init__(
-            n_nonzero_coefs, hidden_layer_sizes=hidden_layer_sizes, gate_update=gate_update,
-            gate_update_period=gate_update_period, gate_n_features=gate_n_features,
+            n_nonzero_coefs, hidden_layer_sizes=hidden_layer_sizes, budget_split=budget_split,
+            gate_update=gate_update, gate_update_period=gate_update_period, gate_n_features=gate_n_features,
             batch_size=batch_size, max_iter=max_iter, tol=tol, alpha=alpha,
             n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
             validation_fraction=validation_fraction, n_refine_steps=n_refine_steps,

@@ -39,8 +39,24 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         n_outputs``); a float in (0, 1] is a fraction of that size.  Hidden
         biases count toward the budget; the output intercept does not.
 
-    hidden_layer_sizes : tuple of one int or int, default=(100,)
-        Width of the hidden layer.  One hidden layer only for now.
+    hidden_layer_sizes : tuple of int or int, default=(100,)
+        Widths of the hidden layers.  With several, the network is trained
+        layer by layer, as in the paper's code: stage ``l`` fits a
+        one-hidden-layer network of width ``m_l`` and budget ``s_l`` (see
+        ``budget_split``) on the ReLU features of the layers before it (stage
+        1 on X) and keeps its hidden layer; the last stage's network ends the
+        model.  Only the active units' features are formed.  Deep networks
+        need sequential gates (with ``output_coupling="shared"`` for several
+        fused outputs); ``partial_fit``, ``warm_start`` and the budget path
+        support one hidden layer.  A joint IHT phase over all layers is not
+        implemented yet.
+
+    budget_split : {"even", "proportional"} or array-like, default="even"
+        How ``n_nonzero_coefs`` (for a fraction: of the total size of the
+        layers, ``sum_l m_l (m_(l-1) + 1)``, times the outputs for the last)
+        is split across several hidden layers: evenly (the paper's ``s/L``),
+        in proportion to each layer's size, or by the given positive shares
+        (one per hidden layer).  Ignored for one hidden layer.
 
     gate_update : {"sequential", "fixed"}, default="sequential"
         How activation patterns evolve.  "sequential": every
@@ -87,7 +103,12 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
 
     tol : float, default=1e-4
         Stop when the relative change of the loss over one iteration is below
-        ``tol``.  ``tol=0`` disables this rule.
+        ``tol``.  ``tol=0`` disables this rule.  MLPRegressor's ``tol`` is
+        absolute (its loss is in units of ``y**2``, so the rule depends on
+        the scale of ``y``) and waits ``n_iter_no_change`` epochs, because
+        single stochastic epochs are noisy; a full-batch IHT iteration is
+        not, and the relative rule stops at the same point for ``y`` in any
+        unit.  The classifiers' ``tol`` has MLPClassifier's meaning.
 
     alpha : float, default=1.0
         Strength of the L2 penalty ``alpha / (2 n_samples) * ||w||^2`` on the
@@ -211,6 +232,10 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         iteration (``best_validation_loss_``: its minimum, the returned
         network's).
 
+    n_layers_ : int
+        With several hidden layers: the number of layers, input and output
+        included (as MLPRegressor's); ``stage_budgets_`` holds each stage's budget.
+
     n_outputs_ : int
         Number of outputs.
 
@@ -300,6 +325,11 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     def _fit(self, X, y, sample_weight, path=None):
         """fit, or the fits along a path of budgets (see ``_fit_arrays``)."""
         X, Y = self._validate_training(X, y, reset=True, ensure_min_samples=2)
+        if len(self._hidden_sizes()) > 1:
+            if path is not None:
+                self._n_hidden()  # raises: the path has one hidden layer
+            self._fit_deep(X, Y if Y.shape[1] > 1 else Y.ravel(), sample_weight, Y.shape[1])
+            return self
         path = None if path is None else (path[0](X.shape[1], Y.shape[1]), path[1])
         return self._fit_arrays(X, Y, sample_weight, SquaredLoss(), coupling=self._coupling(Y.shape[1]),
                                 path=path)
@@ -395,3 +425,6 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+SparseMLPRegressor._stage_class = SparseMLPRegressor

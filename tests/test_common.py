@@ -6,6 +6,7 @@ which tie when logits above 37 round probabilities to 1.0; with the default
 L2 penalty the largest logit on its data set is about 22.)
 """
 
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_sparse_mlp import SparseMLPClassifier, SparseMLPClassifierCV, SparseMLPRegressor, SparseMLPRegressorCV
@@ -51,4 +52,34 @@ def _expected_failures(estimator):
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures)
 def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+# Two hidden layers (trained layer by layer): in the slow run (CI), as the
+# checks fit every estimator dozens of times.
+DEEP = [
+    SparseMLPRegressor(hidden_layer_sizes=(10, 5), max_iter=20, random_state=0),
+    SparseMLPClassifier(hidden_layer_sizes=(10, 5), max_iter=20, random_state=0),
+]
+ONE_LAYER_PARTIAL_FIT = "partial_fit supports one hidden layer: a deep network is trained layer by layer in fit"
+LAYER_BY_LAYER_WEIGHTS = (
+    "the first stage's weights agree for weighted and repeated rows only to rounding (about 5e-15), and the "
+    "second stage's non-convex fit on those ReLU features amplifies such differences past the check's 1e-7 "
+    "tolerance (each one-layer stage passes the check)"
+)
+
+
+def _deep_failures(estimator):
+    return {
+        "check_estimators_partial_fit_n_features": ONE_LAYER_PARTIAL_FIT,
+        "check_fit_score_takes_y": ONE_LAYER_PARTIAL_FIT,
+        "check_n_features_in_after_fitting": ONE_LAYER_PARTIAL_FIT,
+        "check_sample_weight_equivalence_on_dense_data": LAYER_BY_LAYER_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": LAYER_BY_LAYER_WEIGHTS,
+    }
+
+
+@pytest.mark.slow
+@parametrize_with_checks(DEEP, expected_failed_checks=_deep_failures)
+def test_sklearn_compatible_deep_estimator(estimator, check):
     check(estimator)

@@ -21,8 +21,8 @@ Each cell's result is appended to the JSON file as soon as it is done, and a
 rerun with the same settings skips the finished cells: the full grid can be
 run in several sittings (``--resume``).
 
-    python benchmarks/phase.py --quick [--outputs 10]
-    python benchmarks/phase.py [--n 50000] [--outputs 10] [--resume]
+    python benchmarks/phase.py --quick [--outputs 10] [--layers 2]
+    python benchmarks/phase.py [--n 50000] [--outputs 10] [--layers 2] [--resume]
 """
 
 import argparse
@@ -49,22 +49,44 @@ MODES = {
 QUICK_VECTOR = dict(widths=(1, 10, 100), budgets=(1, 10, 100), seeds=(0,), n=2000, n_test=2000)
 
 
+def plantable(m, s, layers=1):
+    """Whether a planted network of this width and budget exists (each of the
+    L layers holds s / L nonzero weights: at most m d in the first, m m after)."""
+    per_layer = -(-s // layers)
+    return per_layer <= m * D and (layers == 1 or per_layer <= m * m)
+
+
 def imp_epochs(n):
     return max(1, round(200000 / n))
 
 
-def fit_cell(m, s, k, seed, n, n_test):
+def fit_cell(m, s, k, seed, n, n_test, layers=1):
     from sklearn_sparse_mlp import IMPRegressor, SparseMLPRegressor
     from sklearn_sparse_mlp.datasets import make_planted_mlp
     from sklearn_sparse_mlp.metrics import psnr_score
 
-    X, y, (W1, _) = make_planted_mlp(n_samples=n + n_test, n_features=D, n_hidden=m, n_nonzero=s, n_outputs=k,
-                                     random_state=seed, return_coef=True)
-    active = int(np.count_nonzero(np.abs(W1).sum(axis=0)))
+    widths = (m,) * layers
+    X, y, W = make_planted_mlp(n_samples=n + n_test, n_features=D, n_hidden=widths if layers > 1 else m,
+                               n_nonzero=s, n_outputs=k, random_state=seed, return_coef=True)
     Xt, yt, X, y = X[n:], y[n:], X[:n], y[:n]
-    iht = SparseMLPRegressor(s * k, hidden_layer_sizes=(m,), random_state=seed)
-    imp = IMPRegressor(s + active * k, hidden_layer_sizes=(m,), epochs_per_round=imp_epochs(n), random_state=seed)
+    if layers == 1:
+        active = int(np.count_nonzero(np.abs(W[0]).sum(axis=0)))
+        iht_budget, imp_budget = s * k, s + active * k
+    else:
+        # The planted network's own count: its sparse layers (s) plus, for one
+        # output, the all-ones output weights of the last layer's units that
+        # receive a weight (IMP counts output weights; IHT's are signs).
+        active = int(np.count_nonzero(np.abs(W[layers - 1]).sum(axis=0)))
+        iht_budget, imp_budget = s, s + (active if k == 1 else 0)
     row = dict(m=m, s=s, seed=seed, active=active)
+    if not np.ptp(y) > 0:
+        # With several layers, s / L random weights may not connect: the
+        # planted function is constant and there is nothing to recover.
+        nan = float("nan")
+        return dict(row, constant=True, iht_fit_s=nan, imp_fit_s=nan, iht_psnr=nan, imp_psnr=nan,
+                    iht_train_psnr=nan, imp_train_psnr=nan, iht_nnz=0, imp_nnz=0, iht_n_iter=0)
+    iht = SparseMLPRegressor(iht_budget, hidden_layer_sizes=widths, random_state=seed)
+    imp = IMPRegressor(imp_budget, hidden_layer_sizes=widths, epochs_per_round=imp_epochs(n), random_state=seed)
     for name, est in (("iht", iht), ("imp", imp)):
         row[name + "_fit_s"] = timed_fit(est, X, y, MINIBATCH_BLAS_THREADS if name == "imp" else None)
         row[name + "_psnr"] = min(psnr_score(yt, est.predict(Xt)), 1e3)
@@ -74,34 +96,38 @@ def fit_cell(m, s, k, seed, n, n_test):
     return row
 
 
-def run(mode="quick", k=1, n=None, resume=False, progress=print, seeds=None):
+def run(mode="quick", k=1, n=None, resume=False, progress=print, seeds=None, layers=1):
     cfg = dict(QUICK_VECTOR if (mode == "quick" and k > 1) else MODES[mode])
+    if layers > 1:
+        # s / L nonzeros per layer: s = 1 cannot be planted in two layers.
+        cfg["budgets"] = tuple(max(b, layers) for b in cfg["budgets"])
     if n is not None:
         cfg["n"] = n
     if seeds is not None:
         cfg["seeds"] = tuple(seeds)
-    name = f"{'phase' if k == 1 else 'vector'}_{mode}"
+    name = f"{'phase' if k == 1 else 'vector'}{layers if layers > 1 else ''}_{mode}"
     if mode == "full" and cfg["n"] != MODES["full"]["n"]:
         name += f"_n{cfg['n']}"
     if mode == "full" and tuple(cfg["seeds"]) != MODES["full"]["seeds"]:
         name += "_seeds" + "".join(str(x) for x in cfg["seeds"])
-    cfg.update(k=k, d=D, imp_epochs_per_round=imp_epochs(cfg["n"]))
+    cfg.update(k=k, d=D, imp_epochs_per_round=imp_epochs(cfg["n"]), layers=layers)
     path = os.path.join(RESULTS, name + ".json")
     rows = []
     if resume and os.path.exists(path):
         with open(path) as fh:
             old = json.load(fh)
-        if {key: old["config"].get(key) for key in ("n", "n_test", "k", "d")} == \
-                {key: cfg[key] for key in ("n", "n_test", "k", "d")}:
+        if {key: old["config"].get(key, 1 if key == "layers" else None) for key in ("n", "n_test", "k", "d", "layers")} == \
+                {key: cfg[key] for key in ("n", "n_test", "k", "d", "layers")}:
             rows = old["rows"]
     done = {(r["m"], r["s"], r["seed"]) for r in rows}
-    cells = sorted(((m, s) for m in cfg["widths"] for s in cfg["budgets"] if s <= m * D), key=lambda c: c[0] * c[1])
+    cells = sorted(((m, s) for m in cfg["widths"] for s in cfg["budgets"] if plantable(m, s, layers)),
+                   key=lambda c: c[0] * c[1])
     t0 = time.perf_counter()
     for i, (m, s) in enumerate(cells):
         for seed in cfg["seeds"]:
             if (m, s, seed) in done:
                 continue
-            rows.append(fit_cell(m, s, k, seed, cfg["n"], cfg["n_test"]))
+            rows.append(fit_cell(m, s, k, seed, cfg["n"], cfg["n_test"], layers))
             r = rows[-1]
             progress(f"    cell {i + 1}/{len(cells)} m={m:<4} s={s:<4} seed {seed}: IHT {fmt_db(r['iht_psnr'])} dB "
                      f"({r['iht_fit_s']:.1f} s), IMP {fmt_db(r['imp_psnr'])} dB ({r['imp_fit_s']:.1f} s)  "
@@ -143,15 +169,19 @@ def report(name, cfg, rows, mode):
     k = cfg["k"]
     t = table(cfg, rows)
     sm = summary(cfg, rows)
+    L = cfg.get("layers", 1)
     title = "Recovery phase diagram, scalar output (paper's Figure 1)" if k == 1 else \
         f"Vector-output recovery, {k} outputs (paper's Figure 2)"
+    if L > 1:
+        title += f", {L} hidden layers (right column)"
     script = "python benchmarks/phase.py" + (" --quick" if mode == "quick" else "") + \
-        (f" --outputs {k}" if k > 1 else "") + \
+        (f" --outputs {k}" if k > 1 else "") + (f" --layers {L}" if L > 1 else "") + \
         (f" --n {cfg['n']}" if mode == "full" and cfg["n"] != MODES["full"]["n"] else "") + \
         (f" --seeds {','.join(str(x) for x in cfg['seeds'])}"
          if mode == "full" and tuple(cfg["seeds"]) != MODES["full"]["seeds"] else "")
     lines = header(title, script, mode)
-    n_cells = len([1 for m in cfg["widths"] for s in cfg["budgets"] if s <= m * D])
+    n_cells = len([1 for m in cfg["widths"] for s in cfg["budgets"] if plantable(m, s, L)])
+    n_cells -= len({(r["m"], r["s"]) for r in rows if r.get("constant")})
     if sm["cells"] < n_cells:
         lines += [f"**Partial run: {sm['cells']} of {n_cells} cells done** (cells run cheapest first; "
                   f"`--resume` continues).", ""]
@@ -162,6 +192,14 @@ def report(name, cfg, rows, mode):
               f"epochs_per_round={cfg['imp_epochs_per_round']})`. Cells are the median test PSNR over seeds "
               f"(dB, capped at {CAP:.0f}: above that the fit is exact up to rounding); blank: s > m d, "
               "no such network.", ""]
+    if L > 1:
+        lines += [f"**{L} hidden layers** of width m each: the planted network has s/{L} nonzero weights per "
+                  f"hidden layer (s/{L + 1} per layer, output layer included, with several outputs). IHT: "
+                  f"`SparseMLPRegressor(n_nonzero_coefs=s, hidden_layer_sizes=(m,) * {L})`, trained layer by "
+                  "layer (budget split evenly); IMP: the same widths, budget s plus the active last-layer "
+                  "units' output weights for one output. The planted model and budgets replace the one-layer "
+                  "ones in the line above. Cells whose s / L random weights do not connect (a constant planted "
+                  "function, nothing to recover) are blank.", ""]
     lines += [f"- **IHT >= IMP on {sm['iht_ge_imp']} of {sm['cells']} cells "
               f"({100 * sm['iht_ge_imp'] / max(sm['cells'], 1):.0f}%)** (target: 70%).",
               f"- IHT >= 40 dB on {sm['iht_40']} cells, IMP on {sm['imp_40']}.",
@@ -236,12 +274,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--outputs", type=int, default=1)
+    ap.add_argument("--layers", type=int, default=1, help="hidden layers of the planted network and the fits")
     ap.add_argument("--n", type=int, default=None, help="training points (full mode: 50000, as in the paper)")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds (full mode: 0,1,2)")
     ap.add_argument("--resume", action="store_true", help="skip the cells already in the results JSON")
     args = ap.parse_args(argv)
     seeds = None if args.seeds is None else [int(x) for x in args.seeds.split(",")]
-    sm = run("quick" if args.quick else "full", args.outputs, args.n, args.resume, seeds=seeds)
+    sm = run("quick" if args.quick else "full", args.outputs, args.n, args.resume, seeds=seeds, layers=args.layers)
     print(json.dumps(sm))
 
 

@@ -1,19 +1,35 @@
-"""Sparse ReLU networks trained directly by iterative hard thresholding."""
+"""Sparse ReLU networks trained directly by iterative hard thresholding.
 
-from ._classifier import SparseMLPClassifier
-from ._imp import IMPClassifier, IMPRegressor
-from ._path import SparseMLPClassifierCV, SparseMLPRegressorCV, sparse_mlp_path
-from ._regressor import SparseMLPRegressor
+The public names are imported on first use (PEP 562), so that a process
+that needs only the numeric core, such as a dask worker holding row blocks,
+does not import scikit-learn.
+"""
+
+import importlib
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "IMPClassifier",
-    "IMPRegressor",
-    "SparseMLPClassifier",
-    "SparseMLPClassifierCV",
-    "SparseMLPRegressor",
-    "SparseMLPRegressorCV",
-    "__version__",
-    "sparse_mlp_path",
-]
+_WHERE = {
+    "IMPClassifier": "._imp",
+    "IMPRegressor": "._imp",
+    "SparseMLPClassifier": "._classifier",
+    "SparseMLPClassifierCV": "._path",
+    "SparseMLPRegressor": "._regressor",
+    "SparseMLPRegressorCV": "._path",
+    "dask_row_chunks": "._dask",
+    "sparse_mlp_path": "._path",
+}
+
+__all__ = sorted(_WHERE) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

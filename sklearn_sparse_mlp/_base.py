@@ -305,17 +305,22 @@ class BaseSparseMLP(BaseEstimator):
         return Stopping(self.max_iter, self.tol, self.n_iter_no_change, absolute_tol, self.verbose)
 
     def _fit_arrays(self, X, Y, sample_weight, loss, coupling="fused", absolute_tol=False, stratify=None,
-                    path=None):
+                    path=None, blocks=None):
         """Common fit on validated X (n x d) and float64 targets Y (n x k).
 
         ``path``: ``(budgets, callback)``, budgets in increasing order: fit
         each in turn on the same row blocks, each started from the previous
         budget's network (the first as ``warm_start`` says), and call
-        ``callback(i)`` with the estimator fitted at ``budgets[i]``."""
+        ``callback(i)`` with the estimator fitted at ``budgets[i]``.
+        ``blocks``: row blocks built and checked elsewhere (a dask fit), in
+        place of X, Y and the weights."""
         t_start = time.perf_counter()
-        d = X.shape[1]
-        k = Y.shape[1]
-        sw = self._check_arrays(X, Y, sample_weight)
+        if blocks is None:
+            d = X.shape[1]
+            k = Y.shape[1]
+            sw = self._check_arrays(X, Y, sample_weight)
+        else:
+            d, k, sw = blocks.d, blocks.k, None
         budgets = [None] if path is None else list(path[0])
         p, q, s, layer, b0, ctl = self._setup(d, k, coupling, self.warm_start, budgets[0])
         alpha = float(self.alpha)
@@ -326,7 +331,8 @@ class BaseSparseMLP(BaseEstimator):
         # sample for unit weights, as in MLPRegressor), so that weighting a
         # sample equals repeating it.
         stop = self._stopping(absolute_tol)
-        blocks = RowBlocks(X, self.fit_intercept, Y, sw)
+        if blocks is None:
+            blocks = RowBlocks(X, self.fit_intercept, Y, sw)
         prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total)
         if b0 is None:
             b0 = loss.start(blocks.target_mean())
@@ -358,7 +364,7 @@ class BaseSparseMLP(BaseEstimator):
 
         Returns the fused stage's ``(layer, intercept, control)`` with shared
         coupling (None otherwise): where a path continues from."""
-        n, q = X.shape[0], layer.q
+        n, q = prob.blocks.n, layer.q
         alpha = float(self.alpha)
         t_solver = time.perf_counter()
         polish_s = 0.0
@@ -410,6 +416,52 @@ class BaseSparseMLP(BaseEstimator):
         self.n_iter_ = int(result.n_iter)
         self.loss_curve_ = list(result.loss_curve)
         return fused_state
+
+    def _fit_dask(self, X, y, sample_weight, targets_for):
+        """fit on dask collections (see ``_dask``): the row blocks live with
+        the partitions, the solver runs here.
+
+        ``targets_for(y)`` (y a dask array) returns ``(targets, k, loss,
+        absolute_tol)``: the per-partition target encoder, the number of
+        outputs, the loss and the tolerance rule."""
+        from ._dask import as_dask_arrays, row_blocks
+
+        unsupported = [
+            (len(self._hidden_sizes()) > 1, "several hidden layers"),
+            (self.early_stopping, "early_stopping=True"),
+            (self.batch_size is not None, "batch_size (minibatch epochs)"),
+        ]
+        for bad, what in unsupported:
+            if bad:
+                raise NotImplementedError(
+                    f"A fit on dask collections does not support {what} yet: it runs full-gradient "
+                    "IHT on one hidden layer. Fit on in-memory arrays, or use partial_fit over "
+                    "the partitions (e.g. dask-ml's Incremental)."
+                )
+        X, y, sample_weight, names = as_dask_arrays(X, y, sample_weight)
+        if y.ndim > 2:
+            raise ValueError(f"y must be 1-D or 2-D, got {y.ndim} dimensions.")
+        d = int(X.shape[1])
+        if self.warm_start and hasattr(self, "n_features_in_") and self.n_features_in_ != d:
+            raise ValueError(f"X has {d} features, but the previous fit had {self.n_features_in_}.")
+        self.n_features_in_ = d
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if self.gate_n_features is not None and self.gate_n_features > d:
+            raise ValueError(
+                f"gate_n_features={self.gate_n_features} is larger than the number of features ({d})."
+            )
+        targets, k, loss, absolute_tol = targets_for(y)
+        with thread_limits(self.n_jobs) as n_threads:
+            blocks = row_blocks(X, y, sample_weight, targets, k, self.fit_intercept, n_threads)
+        try:
+            self._fit_arrays(None, None, None, loss, coupling=self._coupling(k), absolute_tol=absolute_tol,
+                             blocks=blocks)
+        finally:
+            blocks.close()
+        return self
 
     def _validation_split(self, X, Y, sw, loss, stratify, absolute_tol):
         """Hold out ``validation_fraction`` of the rows (stratified by

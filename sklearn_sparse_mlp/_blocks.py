@@ -844,7 +844,7 @@ def _pattern_keys(Xs, starts, bits, u_slot, Hnc, hbnc, nc_col, sw, KP, CP):
 
 
 @njit(cache=True)
-def _combine_keys(KP, CP):
+def combine_keys(KP, CP):
     """Keys of whole patterns from the blocks' keys, in block order."""
     B, m = CP.shape
     keys = np.zeros((m, 2), dtype=np.uint64)
@@ -1059,9 +1059,17 @@ class RowBlocks:
         one here, so that every sum below is a weighted mean.
     cache_bytes : int
         Memory for cached activation patterns (0: recompute them each time).
+    block_rows : int or None
+        Rows per block (None: ``block_starts(n)``).  A part of a larger data
+        set (a dask partition) is cut like the whole data would be.
+    weight_total : float or None
+        The total sample weight the weights are normalised by (None: this
+        block set's own total).  A part of a larger data set passes the
+        whole data's, so that its sums are terms of the whole data's sums.
     """
 
-    def __init__(self, X, has_bias, Y=None, sample_weight=None, cache_bytes=CACHE_BYTES):
+    def __init__(self, X, has_bias, Y=None, sample_weight=None, cache_bytes=CACHE_BYTES, block_rows=None,
+                 weight_total=None):
         if sp.issparse(X):
             X = sp.csr_matrix(X)
             if not X.has_canonical_format:
@@ -1077,19 +1085,29 @@ class RowBlocks:
         self.n, self.d = X.shape
         self.has_bias = bool(has_bias)
         self.q = self.d + int(self.has_bias)
-        self.starts = block_starts(self.n)
+        if block_rows is None:
+            self.starts = block_starts(self.n)
+        else:
+            self.starts = np.append(np.arange(0, self.n, int(block_rows), dtype=np.int64), np.int64(self.n))
         self.n_blocks = self.starts.shape[0] - 1
         self.Y = None if Y is None else np.ascontiguousarray(Y, dtype=np.float64)
         self.k = None if Y is None else self.Y.shape[1]
         if Y is not None:
             if sample_weight is None:  # one value for all rows (see ``weight``)
-                self.weight_total = float(self.n)
-                self.sw = np.full(1, 1.0 / self.n)
+                self.weight_total = float(self.n if weight_total is None else weight_total)
+                self.sw = np.full(1, 1.0 / self.weight_total)
             else:
                 sw = np.asarray(sample_weight, dtype=np.float64)
-                self.weight_total = float(sw.sum())
+                self.weight_total = float(sw.sum() if weight_total is None else weight_total)
                 self.sw = np.ascontiguousarray(sw / self.weight_total)
         self.cache = _PatternCache(self.n, self.q, cache_bytes)
+
+    def __sizeof__(self):
+        """Bytes held (rows, targets, weights, pattern cache): what dask's
+        scheduler weighs when it places work next to a block set."""
+        arrays = list(self.Xs[:3]) if self.is_sparse else [self.Xs]
+        arrays += [a for a in (self.Y, getattr(self, "sw", None), self.cache.bits) if a is not None]
+        return object.__sizeof__(self) + sum(a.nbytes for a in arrays)
 
     # ---- patterns ------------------------------------------------------
     def _split_gates(self, H):
@@ -1143,17 +1161,17 @@ class RowBlocks:
 
     def intercept(self, kind, F, b0):
         """The output intercept minimising the loss for outputs ``F``."""
+        return newton_intercept(kind, lambda b: self.intercept_stats(kind, F, b), F.shape[1], b0)
+
+    def intercept_stats(self, kind, F, b):
+        """(loss, gradient (k), Hessian (k x k)) in the output intercept at ``b``."""
         k = F.shape[1]
-
-        def stats(b):
-            L = np.empty(self.n_blocks)
-            G = np.empty((self.n_blocks, k))
-            H = np.empty((self.n_blocks, k, k))
-            kernel = _pick(intercept_sums, intercept_sums_serial, self.n_blocks)
-            kernel(kind, F, b, self.Y, self.sw, self.starts, L, G, H)
-            return float(ordered_sum(L)), ordered_sum(G), ordered_sum(H)
-
-        return newton_intercept(kind, stats, k, b0)
+        L = np.empty(self.n_blocks)
+        G = np.empty((self.n_blocks, k))
+        H = np.empty((self.n_blocks, k, k))
+        kernel = _pick(intercept_sums, intercept_sums_serial, self.n_blocks)
+        kernel(kind, F, np.asarray(b, dtype=np.float64), self.Y, self.sw, self.starts, L, G, H)
+        return float(ordered_sum(L)), ordered_sum(G), ordered_sum(H)
 
     def residual(self, kind, F, b):
         """``R = dL/dF`` at ``F + b`` (n x k): an opaque handle for the gradients."""
@@ -1168,6 +1186,11 @@ class RowBlocks:
         kernel = _pick(hessian_rows, hessian_rows_serial, -(-self.n // 1024))
         kernel(kind, F, np.asarray(b, dtype=np.float64), self.sw, W)
         return W
+
+    def moments(self, F, shift, weights=None):
+        """``(sum_i w_i ||F_i - shift||^2, sum_i w_i (F_i - shift))``, ``w`` the
+        sample weights (None) or given per-row weights."""
+        return self._moments(F, shift, self.sw if weights is None else weights)
 
     def _moments(self, F, shift, weights):
         sq = np.empty(self.n_blocks)
@@ -1195,6 +1218,10 @@ class RowBlocks:
         """Column ``l`` of a per-row handle, as per-row weights."""
         return np.ascontiguousarray(W[:, l])
 
+    def columns(self, W, cols):
+        """Columns ``cols`` of a per-row handle (n x len(cols))."""
+        return np.ascontiguousarray(W[:, cols])
+
     def total(self, w):
         """``sum_i w_i`` for per-row weights ``w``."""
         return self._moments(w[:, None], np.zeros(1), np.ones(1))[1][0]
@@ -1209,24 +1236,29 @@ class RowBlocks:
         """Weighted mean and standard deviation of each input column (d,),
         summed block by block in a fixed order (cached)."""
         if not hasattr(self, "_column_moments"):
-            s1 = np.zeros(self.d)
-            s2 = np.zeros(self.d)
-            X = self.Xs
-            if self.is_sparse:
-                X = sp.csr_matrix((X[0], X[1], X[2]), shape=(self.n, self.d), copy=False)
-            for b in range(self.n_blocks):
-                i0, i1 = int(self.starts[b]), int(self.starts[b + 1])
-                w = np.broadcast_to(self.sw, (self.n,))[i0:i1] if self.sw.size == 1 else self.sw[i0:i1]
-                Xb = X[i0:i1]
-                if self.is_sparse:
-                    s1 += Xb.T @ w
-                    s2 += Xb.multiply(Xb).T @ w
-                else:
-                    s1 += w @ Xb
-                    s2 += w @ (Xb * Xb)
+            s1, s2 = self.column_sums()
             var = np.maximum(s2 - s1 * s1, 0.0)
             self._column_moments = (s1, np.sqrt(var))
         return self._column_moments
+
+    def column_sums(self):
+        """``(sum_i sw_i X_i, sum_i sw_i X_i^2)`` (d each), block by block."""
+        s1 = np.zeros(self.d)
+        s2 = np.zeros(self.d)
+        X = self.Xs
+        if self.is_sparse:
+            X = sp.csr_matrix((X[0], X[1], X[2]), shape=(self.n, self.d), copy=False)
+        for b in range(self.n_blocks):
+            i0, i1 = int(self.starts[b]), int(self.starts[b + 1])
+            w = np.broadcast_to(self.sw, (self.n,))[i0:i1] if self.sw.size == 1 else self.sw[i0:i1]
+            Xb = X[i0:i1]
+            if self.is_sparse:
+                s1 += Xb.T @ w
+                s2 += Xb.multiply(Xb).T @ w
+            else:
+                s1 += w @ Xb
+                s2 += w @ (Xb * Xb)
+        return s1, s2
 
     # ---- gradients -------------------------------------------------------
     def gradient_chunk(self, H, R):
@@ -1371,13 +1403,18 @@ class RowBlocks:
     def pattern_keys(self, units, gates):
         """(keys (m, 2) uint64, active counts (m,)) of the units' patterns on
         the rows of positive weight."""
+        return combine_keys(*self.pattern_key_parts(units, gates))
+
+    def pattern_key_parts(self, units, gates):
+        """Per block: (keys (n_blocks, m, 2), counts (n_blocks, m)), combined
+        in block order by ``combine_keys``."""
         m = units.shape[0]
         pat = self.patterns(units, gates)
         KP = np.empty((self.n_blocks, m, 2), dtype=np.uint64)
         CP = np.empty((self.n_blocks, m), dtype=np.int64)
         kernel = _pick(_pattern_keys, _pattern_keys_serial, self.n_blocks)
         kernel(self.Xs, self.starts, *pat, self.sw, KP, CP)
-        return _combine_keys(KP, CP)
+        return KP, CP
 
     def sign_scores(self, kind, units, gates, W, U, F, b):
         """Loss (m, 2) when unit a, contributing ``X W[:, a, :]`` under its

@@ -9,6 +9,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseSparseMLP
+from ._dask import LabelTargets, is_dask_collection, predict_blockwise
 from ._export import mlp_classifier
 from ._labels import TargetEncoder
 
@@ -377,7 +378,48 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         >>> clf.classes_, clf.n_outputs_, clf.out_activation_
         (array([0, 1, 2]), 3, 'softmax')
         """
+        if is_dask_collection(X) or is_dask_collection(y):
+            return self._fit_dask(X, y, sample_weight, self._dask_targets)
         return self._fit(X, y, sample_weight)
+
+    def _dask_targets(self, y):
+        """Targets of a dask fit: the classes and their counts from one pass
+        over the labels (see ``BaseSparseMLP._fit_dask``)."""
+        import dask
+        import dask.array as da
+
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim != 1:
+            raise NotImplementedError(
+                "A fit on dask collections takes one label per sample; multilabel targets "
+                "need in-memory arrays for now."
+            )
+        classes, counts = dask.compute(*da.unique(y, return_counts=True))
+        encoder = TargetEncoder().fit(classes)
+        if (
+            self.warm_start
+            and hasattr(self, "_encoder")
+            and not np.array_equal(encoder.classes_, self._encoder.classes_)
+        ):
+            raise ValueError(
+                "warm_start can only be used where y has the same classes as in the "
+                f"previous call to fit: previous {self._encoder.classes_.tolist()!r}, "
+                f"now {encoder.classes_.tolist()!r}."
+            )
+        cw = None
+        if self.class_weight == "balanced":
+            cw = counts.sum() / (classes.size * counts.astype(np.float64))
+        elif self.class_weight is not None:
+            unknown = set(self.class_weight) - set(classes.tolist())
+            if unknown:
+                raise ValueError(
+                    f"class_weight names labels that are not in the data: {sorted(unknown, key=str)!r}; "
+                    f"the classes are {classes.tolist()!r}."
+                )
+            cw = np.array([float(self.class_weight.get(c, 1.0)) for c in classes.tolist()])
+        loss = self._set_encoder(encoder)
+        return LabelTargets(encoder.classes_, cw), encoder.n_outputs_, loss, True
 
     def _fit(self, X, y, sample_weight, path=None):
         """fit, or the fits along a path of budgets (see ``_fit_arrays``)."""
@@ -530,6 +572,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         >>> scores.shape, scores.argmax(axis=1)
         ((2, 3), array([0, 0]))
         """
+        if is_dask_collection(X):
+            return predict_blockwise(self, "decision_function", X)
         F, encoder = self._outputs(X)
         return encoder.decision(F, self.loss)
 
@@ -558,6 +602,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         >>> clf.predict(X[[0, 60, 120]])
         array([0, 1, 2])
         """
+        if is_dask_collection(X):
+            return predict_blockwise(self, "predict", X)
         F, encoder = self._outputs(X)
         return encoder.predict(F, self.loss)
 
@@ -588,6 +634,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         >>> proba.shape, proba.sum(axis=1).round(6), proba.argmax(axis=1)
         ((2, 3), array([1., 1.]), array([0, 2]))
         """
+        if is_dask_collection(X):
+            return predict_blockwise(self, "predict_proba", X)
         F, encoder = self._outputs(X)
         return encoder.proba(F, self.loss)
 
@@ -618,6 +666,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         >>> np.allclose(np.exp(log_proba), clf.predict_proba(X[:5]))
         True
         """
+        if is_dask_collection(X):
+            return predict_blockwise(self, "predict_log_proba", X)
         F, encoder = self._outputs(X)
         return encoder.log_proba(F, self.loss)
 

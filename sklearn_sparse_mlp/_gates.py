@@ -42,7 +42,7 @@ def serial_kernel(kernel):
     copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
     copy.__qualname__ = fn.__qualname__ + "_serial"
     copy.__doc__ = fn.__doc__
-    return njit(cache=True)(copy)
+    return njit(cache=True, nogil=True)(copy)
 
 
 @njit(cache=True, inline="always")

@@ -220,7 +220,7 @@ class FusedLayer:
         perm = np.argsort(out, kind="stable")
         present, groups = np.unique(out[perm], return_inverse=True)
         groups = groups.astype(np.int64).ravel()
-        Wp = np.ascontiguousarray(W[:, present])
+        Wp = blocks.columns(W, present)
         G, _, C = blocks.normal_equations(self.spec(), pos[perm], feat[perm], hcol[perm], Wp, out[perm], groups)
         dv = np.zeros(self.idx.size)
         bounds = np.searchsorted(groups, np.arange(present.size + 1))
@@ -229,7 +229,7 @@ class FusedLayer:
             Gl = G[sel, sel]
             if prob.fit_intercept:
                 Cl = C[sel]
-                Gl = Gl - np.outer(Cl, Cl) / max(blocks.total(Wp[:, gi]), 1e-300)
+                Gl = Gl - np.outer(Cl, Cl) / max(blocks.total(blocks.column(Wp, gi)), 1e-300)
             Gl[np.diag_indices_from(Gl)] += prob.penalty
             step = _eig_solve(Gl, g[perm[sel]], 1e-8, "floor")
             if step is not None:

@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 
 from ._base import BaseSparseMLP
+from ._dask import RegressionTargets, is_dask_collection, predict_blockwise
 from ._export import mlp_regressor
 from ._losses import SquaredLoss
 
@@ -320,7 +321,17 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         >>> reg.n_nonzero_ <= 6, reg.fused_coef_.shape
         (True, (10, 6))
         """
+        if is_dask_collection(X) or is_dask_collection(y):
+            return self._fit_dask(X, y, sample_weight, self._dask_targets)
         return self._fit(X, y, sample_weight)
+
+    def _dask_targets(self, y):
+        """Targets of a dask fit (see ``BaseSparseMLP._fit_dask``)."""
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"y must hold numbers for a regressor; got dtype {y.dtype}.")
+        self._y_ndim = y.ndim
+        k = 1 if y.ndim == 1 else int(y.shape[1])
+        return RegressionTargets(k), k, SquaredLoss(), False
 
     def _fit(self, X, y, sample_weight, path=None):
         """fit, or the fits along a path of budgets (see ``_fit_arrays``)."""
@@ -413,6 +424,8 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         >>> y_pred.shape, bool(np.mean((y_pred - y) ** 2) < 1e-3 * np.var(y))
         ((200,), True)
         """
+        if is_dask_collection(X):
+            return predict_blockwise(self, "predict", X)
         F, dtype = self._raw_predict(X)
         F = F.astype(dtype, copy=False)
         return F.ravel() if self._y_ndim == 1 else F

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._blocks import CACHE_BYTES, RowBlocks, block_starts, combine_keys
 from ._losses import newton_intercept, ordered_sum
@@ -120,18 +121,25 @@ class _Part:
     sw: object
 
     def __sizeof__(self):
-        return object.__sizeof__(self) + sum(a.nbytes for a in (self.X, self.Y, self.sw) if a is not None)
+        X = self.X
+        arrays = [X.data, X.indices, X.indptr] if sp.issparse(X) else [X]
+        return object.__sizeof__(self) + sum(a.nbytes for a in arrays + [self.Y, self.sw] if a is not None)
 
 
 def _make_part(x, y, sw, targets):
     """Validate one partition and encode its targets (``targets(y) -> (Y,
     per-row weight multipliers or None)``)."""
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"Expected a 2-D dask array for X, got {x.ndim} dimensions.")
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    x = np.ascontiguousarray(x)
+    if sp.issparse(x):  # sparse chunks stay sparse (CSR), as in memory
+        x = sp.csr_matrix(x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+    else:
+        x = np.asarray(x)
+        if x.ndim != 2:
+            raise ValueError(f"Expected a 2-D dask array for X, got {x.ndim} dimensions.")
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+        x = np.ascontiguousarray(x)
     Y, mult = targets(np.asarray(y))
     if sw is not None:
         sw = np.asarray(sw, dtype=np.float64).ravel()
@@ -143,7 +151,8 @@ def _make_part(x, y, sw, targets):
 def _part_stats(part):
     """(rows, total weight, finite X, finite Y, max |X|, negative weight)."""
     X, Y, sw = part.X, part.Y, part.sw
-    x_max = max(float(X.max()), -float(X.min())) if X.size else 0.0
+    values = X.data if sp.issparse(X) else X
+    x_max = max(float(values.max()), -float(values.min())) if values.size else 0.0
     total = float(X.shape[0]) if sw is None else float(sw.sum())
     negative = sw is not None and bool(np.any(sw < 0))
     finite_w = sw is None or bool(np.all(np.isfinite(sw)))
@@ -580,6 +589,9 @@ def row_blocks(X, y, sample_weight, targets, k, has_bias, n_threads):
             f"X holds values too large for the network's arithmetic (max |X| = {x_max:.3g} "
             f"in {np.dtype(dtype)}). Scale the features, e.g. with StandardScaler."
         )
+    # Empty partitions (a filtered dataframe) hold no rows: left out.
+    keep = np.flatnonzero(rows > 0)
+    parts, rows = [parts[i] for i in keep], rows[keep]
     n = int(rows.sum())
     block_rows = int(block_starts(n)[1])
     caches = [int(CACHE_BYTES * r // n) for r in rows]

@@ -202,3 +202,19 @@ def test_worker_processes_and_a_killed_worker(data, monkeypatch):
         with pytest.raises(RuntimeError, match="worker"):
             fresh.fit(aligned(X), aligned(y))
         assert killed.is_set() and not hasattr(fresh, "fused_coef_")
+
+
+def test_empty_partition_and_sparse_chunks(client, data):
+    """A filtered collection can have empty partitions; chunks can be sparse
+    matrices (kept as CSR, as in memory)."""
+    sp = pytest.importorskip("scipy.sparse")
+    X, y = data
+    ref = SparseMLPRegressor(**KW).fit(X, y)
+    rows = dask_row_chunks(X.shape[0])
+    with_empty = (rows[0], 0) + rows[1:]
+    est = SparseMLPRegressor(**KW).fit(da.from_array(X, chunks=(with_empty, -1)), y)
+    assert same_network(est, ref)
+    Xs = X * (np.abs(X) > 0.5)
+    ref = SparseMLPRegressor(**KW).fit(sp.csr_matrix(Xs), y)
+    est = SparseMLPRegressor(**KW).fit(aligned(Xs).map_blocks(sp.csr_matrix), aligned(y))
+    assert same_network(est, ref)

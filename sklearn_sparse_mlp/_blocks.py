@@ -1391,13 +1391,7 @@ class RowBlocks:
 
     def intercept_hessian(self, kind, F, b):
         """Hessian (k x k) of the loss in the output intercept."""
-        k = F.shape[1]
-        L = np.empty(self.n_blocks)
-        G = np.empty((self.n_blocks, k))
-        H = np.empty((self.n_blocks, k, k))
-        kernel = _pick(intercept_sums, intercept_sums_serial, self.n_blocks)
-        kernel(kind, F, np.asarray(b, dtype=np.float64), self.Y, self.sw, self.starts, L, G, H)
-        return ordered_sum(H)
+        return self.intercept_stats(kind, F, b)[2]
 
     # ---- patterns: merging and signs -----------------------------------
     def pattern_keys(self, units, gates):

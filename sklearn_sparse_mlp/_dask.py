@@ -60,6 +60,11 @@ def dask_row_chunks(n_samples):
     chunks : tuple of int
         Rows per partition, in order.
 
+    See Also
+    --------
+    SparseMLPRegressor.fit : Accepts dask arrays and dataframes.
+    SparseMLPClassifier.fit : Accepts dask arrays and dataframes.
+
     Examples
     --------
     >>> from sklearn_sparse_mlp import dask_row_chunks

@@ -397,16 +397,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
             )
         classes, counts = dask.compute(*da.unique(y, return_counts=True))
         encoder = TargetEncoder().fit(classes)
-        if (
-            self.warm_start
-            and hasattr(self, "_encoder")
-            and not np.array_equal(encoder.classes_, self._encoder.classes_)
-        ):
-            raise ValueError(
-                "warm_start can only be used where y has the same classes as in the "
-                f"previous call to fit: previous {self._encoder.classes_.tolist()!r}, "
-                f"now {encoder.classes_.tolist()!r}."
-            )
+        self._check_warm_classes(encoder)
         cw = None
         if self.class_weight == "balanced":
             cw = counts.sum() / (classes.size * counts.astype(np.float64))
@@ -431,6 +422,21 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
             last = self._fit_deep(X, y, sample_weight, encoder.n_outputs_)
             self._set_encoder(last._encoder)
             return self
+        self._check_warm_classes(encoder)
+        Y = encoder.transform(y)
+        cw = encoder.sample_weight(self.class_weight, y)
+        if cw is not None:
+            sample_weight = cw if sample_weight is None else cw * np.asarray(sample_weight, dtype=np.float64)
+        loss = self._set_encoder(encoder)
+        stratify = y if encoder.target_type_ != "multilabel-indicator" else None
+        path = None if path is None else (path[0](X.shape[1], Y.shape[1]), path[1])
+        return self._fit_arrays(
+            X, Y, sample_weight, loss, coupling=self._coupling(Y.shape[1]), absolute_tol=True,
+            stratify=stratify, path=path
+        )
+
+    def _check_warm_classes(self, encoder):
+        """With warm_start, the classes must be those of the previous fit."""
         if (
             self.warm_start
             and hasattr(self, "_encoder")
@@ -444,17 +450,6 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
                 f"previous call to fit: previous {self._encoder.classes_.tolist()!r}, "
                 f"now {encoder.classes_.tolist()!r}."
             )
-        Y = encoder.transform(y)
-        cw = encoder.sample_weight(self.class_weight, y)
-        if cw is not None:
-            sample_weight = cw if sample_weight is None else cw * np.asarray(sample_weight, dtype=np.float64)
-        loss = self._set_encoder(encoder)
-        stratify = y if encoder.target_type_ != "multilabel-indicator" else None
-        path = None if path is None else (path[0](X.shape[1], Y.shape[1]), path[1])
-        return self._fit_arrays(
-            X, Y, sample_weight, loss, coupling=self._coupling(Y.shape[1]), absolute_tol=True,
-            stratify=stratify, path=path
-        )
 
     def _set_encoder(self, encoder):
         self._encoder = encoder

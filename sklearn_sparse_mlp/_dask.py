@@ -154,7 +154,8 @@ def _make_part(x, y, sw, targets):
 
 
 def _part_stats(part):
-    """(rows, total weight, finite X, finite Y, max |X|, negative weight)."""
+    """(rows, total weight, finite X, finite Y, max |X|, a negative weight,
+    finite weights)."""
     X, Y, sw = part.X, part.Y, part.sw
     values = X.data if sp.issparse(X) else X
     x_max = max(float(values.max()), -float(values.min())) if values.size else 0.0

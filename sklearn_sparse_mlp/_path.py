@@ -574,6 +574,7 @@ class SparseMLPClassifierCV(_SparseMLPCVMixin, ClassifierMixin, BaseSparseMLP):
 
     _fit = SparseMLPClassifier._fit
     _set_encoder = SparseMLPClassifier._set_encoder
+    _check_warm_classes = SparseMLPClassifier._check_warm_classes
     _validate_training = SparseMLPClassifier._validate_training
     _outputs = SparseMLPClassifier._outputs
     _to_mlp = SparseMLPClassifier._to_mlp

@@ -7,11 +7,13 @@ SparseMLPRegressor (IHT) and IMPRegressor at the planted width m, on n
 training points, and scored by PSNR on fresh test points.  Cells with
 s > m d cannot be planted and are left blank.
 
-Budgets: IHT gets ``s k`` fused weights (each planted first-layer nonzero
-gives one fused weight per output, so the planted network fits exactly); IMP
-gets the planted network's own weight count in MLP layout,
-``s + (active units) k`` (first layer plus the output weights of the units
-that have a nonzero weight).  IMP's schedule keeps its default 20% pruning per
+Budgets (the package's one definition: hidden weights and biases, plus the
+output weights for several outputs): both get the planted network's own
+count, ``s`` for one output and ``s + (active units) k`` for ``k`` outputs,
+except that with one hidden layer and several outputs IHT's default "fused"
+coupling gets ``s k`` fused weights (each planted first-layer nonzero gives
+one fused weight per output, so the planted network fits exactly).
+IMP's schedule keeps its default 20% pruning per
 round and gets ``max(1, round(200000 / n))`` epochs per round, i.e. about
 1000 Adam steps (minibatches of 200) per round at any n.  With its default
 20 epochs per round (200 steps at n=2000) IMP is undertrained on this task
@@ -69,15 +71,16 @@ def fit_cell(m, s, k, seed, n, n_test, layers=1):
     X, y, W = make_planted_mlp(n_samples=n + n_test, n_features=D, n_hidden=widths if layers > 1 else m,
                                n_nonzero=s, n_outputs=k, random_state=seed, return_coef=True)
     Xt, yt, X, y = X[n:], y[n:], X[:n], y[:n]
-    if layers == 1:
-        active = int(np.count_nonzero(np.abs(W[0]).sum(axis=0)))
-        iht_budget, imp_budget = s * k, s + active * k
-    else:
-        # The planted network's own count: its sparse layers (s) plus, for one
-        # output, the all-ones output weights of the last layer's units that
-        # receive a weight (IMP counts output weights; IHT's are signs).
-        active = int(np.count_nonzero(np.abs(W[layers - 1]).sum(axis=0)))
-        iht_budget, imp_budget = s, s + (active if k == 1 else 0)
+    # Budgets (the package's one definition: hidden weights and biases, plus
+    # the output weights for several outputs) are the planted network's own
+    # count: s first-layer weights (no biases), plus for several outputs the
+    # output weights of the last hidden layer's units that receive a weight.
+    # One hidden layer with several outputs: IHT's default coupling is
+    # "fused", whose budget counts a unit's fused block (one weight per
+    # planted nonzero and output, so the planted network fits exactly).
+    active = int(np.count_nonzero(np.abs(W[layers - 1]).sum(axis=0)))
+    imp_budget = s + (active * k if k > 1 else 0)
+    iht_budget = s * k if layers == 1 else imp_budget
     row = dict(m=m, s=s, seed=seed, active=active)
     if not np.ptp(y) > 0:
         # With several layers, s / L random weights may not connect: the

@@ -3,8 +3,8 @@
 For diabetes, breast_cancer, digits, wine, iris, make_friedman1-3,
 make_classification, make_moons and make_circles, in a StandardScaler pipeline: the dense
 MLPRegressor/MLPClassifier (hidden_layer_sizes=(100,)), SparseMLP* (IHT) and
-IMP* at a budget of 10% of the dense network's weight count
-(``0.1 * (d * 100 + 100 * k)``, biases not counted).  5-fold CV (shuffled,
+IMP* at a budget of 10% of the dense network's counted parameters
+(``0.1 * ((d + 1) * 100 + 100 * k)``, the last term only for several classes).  5-fold CV (shuffled,
 stratified for classifiers): mean test score (R^2 or accuracy), mean fit and
 predict seconds, mean peak RSS growth of a fit (the process's high-water mark
 is reset before each fit; Linux), and the nonzero weights of the fitted
@@ -56,9 +56,12 @@ def load(name):
 
 
 def dense_size(X, y, name):
+    """Counted parameters of the dense (WIDTH,) network, by the package's one
+    budget definition: hidden weights and biases, plus the output weights for
+    several outputs."""
     k = len(np.unique(y)) if name in CLASSIFICATION else 1
     k = 1 if k == 2 else k
-    return X.shape[1] * WIDTH + WIDTH * k
+    return (X.shape[1] + 1) * WIDTH + (WIDTH * k if k > 1 else 0)
 
 
 def nonzeros(est):
@@ -179,7 +182,7 @@ def report(rows, curve_rows, quick):
     mode = "quick" if quick else "full"
     lines = header("Tabular benchmark", f"python benchmarks/tabular.py{' --quick' if quick else ''}", mode)
     lines += [f"{3 if quick else 5}-fold CV (shuffled; stratified for classifiers, seed 0), StandardScaler pipeline, width 100, "
-              "budget 10% of the dense network's weight count; the dense MLPRegressor inside a "
+              "budget 10% of the dense network's counted parameters (hidden weights and biases, output weights for several classes); the dense MLPRegressor inside a "
               "TransformedTargetRegressor(StandardScaler()) (it does not scale y itself). Fit and predict seconds are means per fold; "
               "IMP and the dense MLP run with one BLAS thread (their faster setting here), IHT with its own "
               "threads. Peak RSS: growth of the process's high-water mark during one fit (mean over folds).",

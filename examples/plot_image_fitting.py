@@ -49,11 +49,10 @@ y = image.ravel()
 # layer of 200 units.  The sparse network uses fixed random gates
 # (``gate_update="fixed"``): its inputs are random features rather than a
 # planted ReLU network, and the fit is then a convex problem apart from the
-# budget.  IMP prunes half of the remaining weights per round.  Each
-# estimator counts the budget its own way: IHT counts the fused first-layer
-# weights and the hidden biases (a unit's output weight is fused into its
-# first-layer weights), IMP counts the weights of both layers and leaves the
-# biases free.
+# budget.  IMP prunes half of the remaining weights per round.  Both
+# estimators count the budget the same way: the first-layer weights and the
+# hidden biases (with one output, a unit's output weight folds into its
+# first-layer weights, so it is not counted).
 features = make_pipeline(
     RBFSampler(gamma=100, n_components=256, random_state=0), StandardScaler()
 )

@@ -101,8 +101,9 @@ for width in widths:
 # The :ref:`user guide <memory_model>` lists the arrays a fit holds.  Here
 # are both models in bytes, for one hidden layer of width ``p`` on ``d``
 # features, ``n`` samples, one output and float64 data.  IMP peaks during
-# backpropagation: 33 bytes per dense weight and 32 per bias (value, gradient
-# and Adam's two moments, plus a one-byte mask for the weights) and, per
+# backpropagation: 33 bytes per pruned parameter (the first-layer weights and
+# the hidden biases) and 32 per output weight or intercept (value, gradient
+# and Adam's two moments, plus a one-byte mask where pruned) and, per
 # minibatch of ``b`` samples, the hidden activations, the backpropagated
 # errors and a one-byte ReLU mask.  IHT's bound uses one thread (``n_jobs=1``),
 # the budget ``s`` and chunks of ``c = min(512, p)`` units; the pattern cache

@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._blocks import TILE, RowBlocks
+from ._budget import counted_size, resolve_budget
 from ._export import path_importances
 from ._gates import Gates
 from ._iht import Control, IHTResult, Monitor, Problem, Stopping, fit_full, fit_minibatch, partial_step
@@ -67,20 +68,6 @@ def thread_limits(n_jobs, n_rows=None):
             yield n
     finally:
         numba.set_num_threads(previous)
-
-
-def _budget(n_nonzero_coefs, size):
-    """Integer budget from an int (count) or a float in (0, 1] (fraction)."""
-    if isinstance(n_nonzero_coefs, numbers.Integral):
-        s = int(n_nonzero_coefs)
-        if s > size:
-            raise ValueError(
-                f"n_nonzero_coefs={s} is larger than the network, which has "
-                f"{size} fused weights (hidden units x inputs x outputs). "
-                "Lower n_nonzero_coefs or widen hidden_layer_sizes."
-            )
-        return s
-    return max(1, int(np.ceil(float(n_nonzero_coefs) * size)))
 
 
 def _minibatches(n, batch_size):
@@ -276,7 +263,8 @@ class BaseSparseMLP(BaseEstimator):
         path).  ``budget``: in place of ``n_nonzero_coefs``."""
         p = self._n_hidden()
         q = d + 1 if self.fit_intercept else d
-        s = _budget(self.n_nonzero_coefs if budget is None else budget, p * q * k)
+        s = resolve_budget(self.n_nonzero_coefs if budget is None else budget,
+                           self._network_size(d, k, coupling), self._size_name(k, coupling))
         gate_mode = self._gate_mode(k, coupling)
         signature = (d, k, p, bool(self.fit_intercept), self.gate_n_features, coupling, gate_mode)
         if reuse and hasattr(self, "_layer") and getattr(self, "_signature", None) == signature:
@@ -297,9 +285,20 @@ class BaseSparseMLP(BaseEstimator):
         self._seed, self._signature, self._control = seed, signature, ctl
         return p, q, s, layer, b0, ctl
 
-    def _network_size(self, d, k):
-        """Fused weights of the full network: what a fractional budget is a fraction of."""
-        return self._n_hidden() * (d + 1 if self.fit_intercept else d) * k
+    def _network_size(self, d, k, coupling=None):
+        """Counted parameters of the full network (the definition of
+        ``_budget``): what a fractional budget is a fraction of."""
+        sizes = self._hidden_sizes()
+        coupling = self._coupling(k) if coupling is None else coupling
+        if len(sizes) == 1 and k > 1 and coupling == "fused":
+            return sizes[0] * (d + int(bool(self.fit_intercept))) * k
+        return counted_size([d] + sizes + [k], bool(self.fit_intercept))
+
+    def _size_name(self, k, coupling=None):
+        coupling = self._coupling(k) if coupling is None else coupling
+        if len(self._hidden_sizes()) == 1 and k > 1 and coupling == "fused":
+            return "fused weights (hidden units x inputs x outputs)"
+        return ("counted parameters (hidden weights and biases" + (", output weights)" if k > 1 else ")"))
 
     def _stopping(self, absolute_tol):
         return Stopping(self.max_iter, self.tol, self.n_iter_no_change, absolute_tol, self.verbose)
@@ -529,11 +528,11 @@ class BaseSparseMLP(BaseEstimator):
     def _stage_budgets(self, d, k):
         """Budgets of the layers of a deep network (``budget_split``)."""
         sizes = self._hidden_sizes()
-        q0 = d + 1 if self.fit_intercept else d
-        ins = [q0] + [m + 1 if self.fit_intercept else m for m in sizes[:-1]]
-        layer_size = [m * q for m, q in zip(sizes, ins)]
-        layer_size[-1] *= k
-        total = _budget(self.n_nonzero_coefs, sum(layer_size))
+        ins = [d] + sizes[:-1]
+        layer_size = [counted_size([a, m, 1], bool(self.fit_intercept)) for a, m in zip(ins, sizes)]
+        if k > 1:
+            layer_size[-1] += sizes[-1] * k
+        total = resolve_budget(self.n_nonzero_coefs, sum(layer_size), self._size_name(k))
         split = self.budget_split
         if isinstance(split, str):
             weights = np.ones(len(sizes)) if split == "even" else np.asarray(layer_size, dtype=float)
@@ -573,9 +572,9 @@ class BaseSparseMLP(BaseEstimator):
         kept_nnz, complete = 0, False
         Z = X
         for i, (m, s) in enumerate(zip(sizes, budgets)):
-            q = Z.shape[1] + int(self.fit_intercept)
             stage = stage_cls(**{**params, "hidden_layer_sizes": (m,), "warm_start": False,
-                                 "n_nonzero_coefs": min(s, m * q * k_out)})
+                                 "n_nonzero_coefs": min(s, counted_size([Z.shape[1], m, k_out],
+                                                                        bool(self.fit_intercept)))})
             stage.fit(Z, y, sample_weight)
             if not hasattr(stage, "coefs_"):
                 raise ValueError(

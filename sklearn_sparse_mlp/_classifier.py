@@ -52,13 +52,17 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
     Parameters
     ----------
     n_nonzero_coefs : int or float, default=0.1
-        Budget of nonzero weights.  An int is a count (at least 1); a float in
-        (0, 1] is a fraction of the fused network's size ``hidden units x
-        (n_features + 1) x n_outputs`` (``n_outputs`` is 1 for two classes,
-        the number of classes or labels otherwise).  Hidden biases count
-        toward the budget; the output intercept does not.  To match a dense
-        MLP at a tenth of its weights, pass an int: ``0.1 * (n_features *
-        width + width * n_outputs)``.
+        Budget of nonzero parameters, with the package's one definition (the
+        same for IMP): the hidden weights and biases count, and the output
+        weights when there are several outputs (``n_outputs`` is 1 for two
+        classes, the number of classes or labels otherwise); the output
+        intercepts never do.  An int is a count (at least 1, at most the
+        dense network's counted size, ``width x (n_features + 1)`` plus
+        ``width x n_outputs`` for several outputs); a float in (0, 1] is a
+        fraction of that size.  ``output_coupling="fused"`` with several
+        outputs is not a plain network: every entry of its fused blocks
+        counts, out of ``width x (n_features + 1) x n_outputs``.  See
+        :ref:`budget`.
 
     loss : {"log_loss", "squared_error"}, default="log_loss"
         "log_loss": logistic loss for two classes and for multilabel targets

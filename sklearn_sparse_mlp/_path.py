@@ -19,7 +19,8 @@ from sklearn.utils import Bunch, _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import indexable
 
-from ._base import BaseSparseMLP, _budget
+from ._base import BaseSparseMLP
+from ._budget import resolve_budget
 from ._classifier import SparseMLPClassifier
 from ._regressor import SparseMLPRegressor
 
@@ -45,11 +46,11 @@ def budget_grid(n_nonzero_coefs, n_budgets, size):
             if isinstance(b, numbers.Integral):
                 if b < 1:
                     raise ValueError(f"n_nonzero_coefs holds {b}: a budget is at least 1.")
-                grid.append(_budget(int(b), size))
+                grid.append(resolve_budget(int(b), size))
             else:
                 if not 0 < b <= 1:
                     raise ValueError(f"n_nonzero_coefs holds {b}: a fractional budget is in (0, 1].")
-                grid.append(_budget(float(b), size))
+                grid.append(resolve_budget(float(b), size))
         grid = np.asarray(grid, dtype=np.int64)
     return np.unique(np.clip(grid, 1, size))
 

@@ -35,10 +35,17 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     Parameters
     ----------
     n_nonzero_coefs : int or float, default=0.1
-        Budget of nonzero fused weights.  An int is a count (at least 1, at
-        most the network's size ``hidden units x (n_features + 1) x
-        n_outputs``); a float in (0, 1] is a fraction of that size.  Hidden
-        biases count toward the budget; the output intercept does not.
+        Budget of nonzero parameters, with the package's one definition (the
+        same for IMP): the hidden weights and biases count, and the output
+        weights when there are several outputs; the output intercepts never
+        do (with one output a unit's output weight folds into its fused
+        weights).  An int is a count (at least 1, at most the dense
+        network's counted size, ``width x (n_features + 1)``, plus ``width x
+        n_outputs`` for several outputs with ``output_coupling="shared"``);
+        a float in (0, 1] is a fraction of that size.  With several outputs
+        and ``output_coupling="fused"`` (not a plain network) every entry of
+        the fused blocks counts, out of ``width x (n_features + 1) x
+        n_outputs``.  See :ref:`budget`.
 
     hidden_layer_sizes : tuple of int or int, default=(100,)
         Widths of the hidden layers.  With several, the network is trained

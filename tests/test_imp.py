@@ -77,6 +77,15 @@ def test_backprop_matches_finite_differences(loss, k):
         np.testing.assert_array_equal(Gm, np.where(M, G, 0.0))
     for g, gm in zip(gb, gbm):
         np.testing.assert_array_equal(g, gm)
+    # Bias masks; None leaves a layer unmasked.
+    bias_masks = [rng.rand(*b.shape) < 0.5 for b in intercepts[:-1]] + [None]
+    masks[-1] = None
+    _, gWm, gbm = _value_and_gradient(coefs, intercepts, X, Y, sw, loss, l2, masks,
+                                      intercept_masks=bias_masks)
+    for G, Gm, M in zip(gW, gWm, masks):
+        np.testing.assert_array_equal(Gm, G if M is None else np.where(M, G, 0.0))
+    for g, gm, M in zip(gb, gbm, bias_masks):
+        np.testing.assert_array_equal(gm, g if M is None else np.where(M, g, 0.0))
 
 
 def test_sparse_batch_gives_same_gradient():
@@ -134,6 +143,15 @@ def test_rewind_restores_initial_values_bit_for_bit():
         np.testing.assert_array_equal(W[M], W0[M])
         assert np.all(W[~M] == 0.0) and not np.any(np.signbit(W[~M]))
         np.testing.assert_array_equal(b, b0)
+    # Masked biases; a None mask keeps its whole layer.
+    coefs = [W + 1.0 for W in coefs]
+    intercepts = [b + 1.0 for b in intercepts]
+    masks[-1] = None
+    bias_masks = [rng.rand(*b.shape) < 0.5 for b in intercepts[:-1]] + [None]
+    _rewind(coefs, intercepts, masks, _init_layers(sizes, 11), bias_masks)
+    for W, b, M, Mb, (W0, b0) in zip(coefs, intercepts, masks, bias_masks, init):
+        np.testing.assert_array_equal(W, W0 if M is None else np.where(M, W0, 0.0))
+        np.testing.assert_array_equal(b, b0 if Mb is None else np.where(Mb, b0, 0.0))
 
 
 def _run_core(callback, **kw):
@@ -145,77 +163,98 @@ def _run_core(callback, **kw):
                       **params)
 
 
+def _counted(arrays, bias_arrays):
+    """The pruned arrays of the [6, 10, 8, 1] network: hidden weights and biases."""
+    return [arrays[0], bias_arrays[0], arrays[1], bias_arrays[1]]
+
+
 def test_rounds_rewind_and_masks_never_revive():
-    sizes, init = [6, 10, 8, 1], list(_init_layers([6, 10, 8, 1], 5))
+    init = list(_init_layers([6, 10, 8, 1], 5))
     seen = []
 
-    def callback(rnd, stage, coefs, intercepts, masks):
-        seen.append((rnd, stage, [W.copy() for W in coefs], [b.copy() for b in intercepts],
-                     [M.copy() for M in masks]))
+    def callback(rnd, stage, coefs, intercepts, masks, intercept_masks):
+        # The output layer (one output) is neither pruned nor counted.
+        assert masks[-1] is None and intercept_masks[-1] is None
+        seen.append((rnd, stage, _counted([W.copy() for W in coefs], [b.copy() for b in intercepts]),
+                     _counted(masks, intercept_masks), coefs[-1].copy()))
 
     result = _run_core(callback)
     starts = [s for s in seen if s[1] == "start"]
     ends = [s for s in seen if s[1] == "end"]
-    counts = _prune_schedule(sum(a * b for a, b in zip(sizes[:-1], sizes[1:])), 40, 0.2)
+    counts = _prune_schedule(7 * 10 + 11 * 8, 40, 0.2)  # hidden weights and biases
     assert len(starts) == len(ends) == len(counts) == result["path"]["n_nonzero"].size
     np.testing.assert_array_equal(result["path"]["n_nonzero"], counts)
-    for (rnd, _, coefs, intercepts, masks), count in zip(starts, counts):
+    assert result["n_nonzero"] == 40
+    init_counted = _counted([W for W, _ in init], [b for _, b in init])
+    for (rnd, _, arrays, masks, out), count in zip(starts, counts):
         assert sum(int(M.sum()) for M in masks) == count
         # Every round starts from the initial network, restricted to the mask.
-        for W, b, M, (W0, b0) in zip(coefs, intercepts, masks, init):
-            np.testing.assert_array_equal(W, np.where(M, W0, 0.0))
-            np.testing.assert_array_equal(b, b0)
-    for (_, _, _, _, prev), (_, _, _, _, nxt) in zip(starts[:-1], starts[1:]):
+        for A, M, A0 in zip(arrays, masks, init_counted):
+            np.testing.assert_array_equal(A, np.where(M, A0, 0.0))
+        np.testing.assert_array_equal(out, init[-1][0])
+    for (_, _, _, prev, _), (_, _, _, nxt, _) in zip(starts[:-1], starts[1:]):
         for M, Mn in zip(prev, nxt):
-            assert not np.any(Mn & ~M)  # no pruned weight comes back
-    for _, _, coefs, _, masks in ends:
-        for W, M in zip(coefs, masks):
-            assert np.all(W[~M] == 0.0)
-    # Pruning ranks the magnitudes of the previous round's trained weights.
-    for (_, _, coefs, _, masks), (_, _, _, _, nxt) in zip(ends[:-1], starts[1:]):
-        kept = np.concatenate([np.abs(W[Mn]) for W, Mn in zip(coefs, nxt)])
-        gone = np.concatenate([np.abs(W[M & ~Mn]) for W, M, Mn in zip(coefs, masks, nxt)])
+            assert not np.any(Mn & ~M)  # no pruned parameter comes back
+    for _, _, arrays, masks, out in ends:
+        for A, M in zip(arrays, masks):
+            assert np.all(A[~M] == 0.0)
+        assert np.all(out != 0.0)  # the output weights are trained, never pruned
+    # Pruning ranks the magnitudes of the previous round's trained parameters,
+    # weights and biases together.
+    for (_, _, arrays, masks, _), (_, _, _, nxt, _) in zip(ends[:-1], starts[1:]):
+        kept = np.concatenate([np.abs(A[Mn]) for A, Mn in zip(arrays, nxt)])
+        gone = np.concatenate([np.abs(A[M & ~Mn]) for A, M, Mn in zip(arrays, masks, nxt)])
         assert kept.min() >= gone.max()
     assert len(result["loss_curve"]) == 3 * len(counts) == result["n_iter"]
 
 
+def test_several_outputs_prune_the_output_weights():
+    X, y = _regression_data(n=300)
+    Y = np.column_stack([y, -y]) / y.std()
+    result = _imp_train(X, Y, np.ones(300), SquaredLoss(), [6, 10, 2], 30, epochs_per_round=2,
+                        batch_size=50, init_seed=5, shuffle_seed=6)
+    masks, intercept_masks = result["masks"], result["intercept_masks"]
+    assert intercept_masks[-1] is None and masks[-1] is not None
+    assert result["path"]["n_nonzero"][0] == 7 * 10 + 10 * 2
+    assert int(masks[0].sum() + intercept_masks[0].sum() + masks[1].sum()) == 30 == result["n_nonzero"]
+
+
 def test_rewind_iter_rewinds_to_the_early_weights():
     # rewind_iter = all 18 steps of the first round: round 2 starts from the
-    # first round's final weights, masked.
+    # first round's final weights and biases, masked.
     seen = {}
 
-    def callback(rnd, stage, coefs, intercepts, masks):
-        seen[rnd, stage] = ([W.copy() for W in coefs], [b.copy() for b in intercepts],
-                            [M.copy() for M in masks])
+    def callback(rnd, stage, coefs, intercepts, masks, intercept_masks):
+        seen[rnd, stage] = (_counted([W.copy() for W in coefs], [b.copy() for b in intercepts]),
+                            _counted(masks, intercept_masks))
 
     _run_core(callback, rewind_iter=18)
     end0, start1, start2 = seen[0, "end"], seen[1, "start"], seen[2, "start"]
-    for W, W0, M in zip(start1[0], end0[0], start1[2]):
-        np.testing.assert_array_equal(W, np.where(M, W0, 0.0))
-    for W, W0, M in zip(start2[0], end0[0], start2[2]):
-        np.testing.assert_array_equal(W, np.where(M, W0, 0.0))
-    for b, b0 in zip(start2[1], end0[1]):
-        np.testing.assert_array_equal(b, b0)
+    for start in (start1, start2):
+        for A, A0, M in zip(start[0], end0[0], start[1]):
+            np.testing.assert_array_equal(A, np.where(M, A0, 0.0))
 
 
 # ---------------------------------------------------------------------------
 # Estimators
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("budget, expected", [(40, 40), (0.1, 19), (1.0, 186), (186, 186)])
+@pytest.mark.parametrize("budget, expected", [(40, 40), (0.1, 21), (1.0, 201), (201, 201)])
 def test_budget_path_and_fitted_attributes(budget, expected):
     X, y = _regression_data(n=300)
     reg = IMPRegressor(budget, hidden_layer_sizes=(15, 6), epochs_per_round=2, random_state=0)
     reg.fit(X, y)
-    assert sum(W.size for W in reg.coefs_) == 186  # 6*15 + 15*6 + 6*1
+    # Counted: hidden weights and biases, 7*15 + 16*6; one output: its weights are not.
     assert [W.shape for W in reg.coefs_] == [(6, 15), (15, 6), (6, 1)]
     assert [b.shape for b in reg.intercepts_] == [(15,), (6,), (1,)]
-    assert sum(int(M.sum()) for M in reg.masks_) == expected
+    counted = [reg.masks_[0], reg.intercept_masks_[0], reg.masks_[1], reg.intercept_masks_[1]]
+    assert sum(int(M.sum()) for M in counted) == expected
+    assert reg.masks_[2].all() and reg.intercept_masks_[2].all()
     assert reg.n_nonzero_ == expected
-    for W, M in zip(reg.coefs_, reg.masks_):
+    for W, M in zip(reg.coefs_ + reg.intercepts_, reg.masks_ + reg.intercept_masks_):
         assert W.shape == M.shape and M.dtype == bool
         assert np.all(W[~M] == 0.0) and np.all(W[M] != 0.0)
     path = reg.path_
-    assert path["n_nonzero"][0] == 186 and path["n_nonzero"][-1] == expected
+    assert path["n_nonzero"][0] == 201 and path["n_nonzero"][-1] == expected
     assert np.all(np.diff(path["n_nonzero"]) < 0)
     assert reg.n_rounds_ == path["n_nonzero"].size == path["loss"].size
     assert reg.n_iter_ == 2 * reg.n_rounds_ == len(reg.loss_curve_)
@@ -341,7 +380,7 @@ def test_verbose_prints_rounds(capsys):
     X, y = _regression_data(n=100)
     IMPRegressor(0.5, hidden_layer_sizes=(5,), epochs_per_round=1, verbose=1, random_state=0).fit(X, y)
     out = capsys.readouterr().out
-    assert "Round 1/4: 35 weights" in out and "Round 4/4: 18 weights" in out
+    assert "Round 1/4: 35 parameters" in out and "Round 4/4: 18 parameters" in out
 
 
 @pytest.mark.parametrize(
@@ -354,7 +393,7 @@ def test_verbose_prints_rounds(capsys):
         (np.ones((4, 2)), np.ones(3), {}, {}, "inconsistent numbers of samples"),
         (np.ones((4, 2)), np.ones(4), {"n_nonzero_coefs": 0}, {}, "n_nonzero_coefs"),
         (np.ones((4, 2)), np.ones(4), {"n_nonzero_coefs": 100},
-         {}, "n_nonzero_coefs=100 is larger than the dense network, which has 15 weights"),
+         {}, "n_nonzero_coefs=100 is larger than the network, which has 15 counted parameters"),
         (np.ones((4, 2)), np.ones(4), {"hidden_layer_sizes": (5, 0)}, {}, "hidden_layer_sizes"),
         (np.ones((4, 2)), np.ones(4), {"prune_fraction": 1.0}, {}, "prune_fraction"),
         (np.ones((4, 2)), np.ones(4), {"rewind_iter": 50}, {}, "rewind_iter=50 is larger than the 20"),

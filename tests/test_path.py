@@ -76,8 +76,10 @@ def test_path_classifier_and_default_grid():
     X = StandardScaler().fit_transform(X)
     est = SparseMLPClassifier(hidden_layer_sizes=(10,), random_state=0)
     path = sparse_mlp_path(X, y, n_budgets=3, estimator=est)
-    # 10 units x 5 inputs x 3 classes = 150 fused weights: 0.75 -> 1, 5.5 -> 5, 30.
-    np.testing.assert_array_equal(path.n_nonzero_coefs, budget_grid(None, 3, 150))
+    # Shared coupling (three classes): 10 units x 5 inputs + 10 x 3 output
+    # weights = 80 counted parameters: 0.4 -> 1, 4, 16.
+    np.testing.assert_array_equal(path.n_nonzero_coefs, budget_grid(None, 3, 80))
+    np.testing.assert_array_equal(path.n_nonzero_coefs, [1, 4, 16])
     assert path.estimators[-1].score(X, y) > 0.9
     assert np.all(path.n_iter >= 1) and np.all(np.isfinite(path.loss))
     with pytest.raises(TypeError, match="SparseMLPRegressor or SparseMLPClassifier"):

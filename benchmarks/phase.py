@@ -9,10 +9,12 @@ s > m d cannot be planted and are left blank.
 
 Budgets (the package's one definition: hidden weights and biases, plus the
 output weights for several outputs): both get the planted network's own
-count, ``s`` for one output and ``s + (active units) k`` for ``k`` outputs,
-except that with one hidden layer and several outputs IHT's default "fused"
-coupling gets ``s k`` fused weights (each planted first-layer nonzero gives
-one fused weight per output, so the planted network fits exactly).
+count, ``s`` for one output and ``s + (active units) k`` for ``k`` outputs
+with one hidden layer, except that there IHT's default "fused" coupling gets
+``s k`` fused weights (each planted first-layer nonzero gives one fused
+weight per output, so the planted network fits exactly).  With several
+hidden layers the planted network has ``s`` nonzeros in all (output layer
+included for several outputs) and both get ``s``.
 IMP's schedule keeps its default 20% pruning per
 round and gets ``max(1, round(200000 / n))`` epochs per round, i.e. about
 1000 Adam steps (minibatches of 200) per round at any n.  With its default
@@ -73,14 +75,18 @@ def fit_cell(m, s, k, seed, n, n_test, layers=1):
     Xt, yt, X, y = X[n:], y[n:], X[:n], y[:n]
     # Budgets (the package's one definition: hidden weights and biases, plus
     # the output weights for several outputs) are the planted network's own
-    # count: s first-layer weights (no biases), plus for several outputs the
-    # output weights of the last hidden layer's units that receive a weight.
-    # One hidden layer with several outputs: IHT's default coupling is
-    # "fused", whose budget counts a unit's fused block (one weight per
-    # planted nonzero and output, so the planted network fits exactly).
+    # count.  One hidden layer: s first-layer weights (no biases), plus for
+    # several outputs the dense output weights of the units that receive a
+    # weight; IHT's default coupling there is "fused", whose budget counts a
+    # unit's fused block (one weight per planted nonzero and output, so the
+    # planted network fits exactly).  Several layers: the planted network has
+    # s nonzeros in all (its output layer's included with several outputs;
+    # with one output its all-ones output weights fold into the last layer).
     active = int(np.count_nonzero(np.abs(W[layers - 1]).sum(axis=0)))
-    imp_budget = s + (active * k if k > 1 else 0)
-    iht_budget = s * k if layers == 1 else imp_budget
+    if layers == 1:
+        iht_budget, imp_budget = s * k, s + (active * k if k > 1 else 0)
+    else:
+        iht_budget = imp_budget = s
     row = dict(m=m, s=s, seed=seed, active=active)
     if not np.ptp(y) > 0:
         # With several layers, s / L random weights may not connect: the
@@ -190,8 +196,10 @@ def report(name, cfg, rows, mode):
                   f"`--resume` continues).", ""]
     lines += [f"Planted networks, d={D}, n={cfg['n']} training points, {cfg['n_test']} fresh test points, "
               f"seeds {list(cfg['seeds'])}; both methods fit at the planted width m. "
-              f"IHT: `SparseMLPRegressor(n_nonzero_coefs=s*{k}, hidden_layer_sizes=(m,))`, defaults otherwise "
-              f"(sequential gates). IMP: `IMPRegressor(n_nonzero_coefs=s + active*{k}, hidden_layer_sizes=(m,), "
+              f"Budgets by the package's one definition: the planted network's own count, "
+              f"{'s' if k == 1 else f's + active*{k}'} (IHT with one hidden layer and several outputs: "
+              f"s*{k} fused weights). IHT: `SparseMLPRegressor(hidden_layer_sizes=(m,))`, defaults otherwise "
+              f"(sequential gates). IMP: `IMPRegressor(hidden_layer_sizes=(m,), "
               f"epochs_per_round={cfg['imp_epochs_per_round']})`. Cells are the median test PSNR over seeds "
               f"(dB, capped at {CAP:.0f}: above that the fit is exact up to rounding); blank: s > m d, "
               "no such network.", ""]
@@ -199,8 +207,8 @@ def report(name, cfg, rows, mode):
         lines += [f"**{L} hidden layers** of width m each: the planted network has s/{L} nonzero weights per "
                   f"hidden layer (s/{L + 1} per layer, output layer included, with several outputs). IHT: "
                   f"`SparseMLPRegressor(n_nonzero_coefs=s, hidden_layer_sizes=(m,) * {L})`, trained layer by "
-                  "layer (budget split evenly); IMP: the same widths, budget s plus the active last-layer "
-                  "units' output weights for one output. The planted model and budgets replace the one-layer "
+                  "layer (budget split evenly); IMP: the same widths and budget s (the output weights of "
+                  "one output fold into the last hidden layer and are not counted). The planted model and budgets replace the one-layer "
                   "ones in the line above. Cells whose s / L random weights do not connect (a constant planted "
                   "function, nothing to recover) are blank.", ""]
     lines += [f"- **IHT >= IMP on {sm['iht_ge_imp']} of {sm['cells']} cells "

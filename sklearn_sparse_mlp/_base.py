@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._blocks import TILE, RowBlocks
-from ._budget import counted_size, resolve_budget
+from ._budget import counted_name, counted_size, counts_output_weights, resolve_budget
 from ._export import path_importances
 from ._gates import Gates
 from ._iht import Control, IHTResult, Monitor, Problem, Stopping, fit_full, fit_minibatch, partial_step
@@ -263,8 +263,7 @@ class BaseSparseMLP(BaseEstimator):
         path).  ``budget``: in place of ``n_nonzero_coefs``."""
         p = self._n_hidden()
         q = d + 1 if self.fit_intercept else d
-        s = resolve_budget(self.n_nonzero_coefs if budget is None else budget,
-                           self._network_size(d, k, coupling), self._size_name(k, coupling))
+        s = resolve_budget(self.n_nonzero_coefs if budget is None else budget, *self._counted(d, k, coupling))
         gate_mode = self._gate_mode(k, coupling)
         signature = (d, k, p, bool(self.fit_intercept), self.gate_n_features, coupling, gate_mode)
         if reuse and hasattr(self, "_layer") and getattr(self, "_signature", None) == signature:
@@ -285,20 +284,21 @@ class BaseSparseMLP(BaseEstimator):
         self._seed, self._signature, self._control = seed, signature, ctl
         return p, q, s, layer, b0, ctl
 
-    def _network_size(self, d, k, coupling=None):
-        """Counted parameters of the full network (the definition of
-        ``_budget``): what a fractional budget is a fraction of."""
+    def _counted(self, d, k, coupling=None):
+        """``(size, what)``: the counted parameters of the full network (the
+        definition of ``_budget``), what a fractional budget is a fraction
+        of, and their name.  Fused blocks of several outputs (one hidden
+        layer) count every entry."""
         sizes = self._hidden_sizes()
         coupling = self._coupling(k) if coupling is None else coupling
         if len(sizes) == 1 and k > 1 and coupling == "fused":
-            return sizes[0] * (d + int(bool(self.fit_intercept))) * k
-        return counted_size([d] + sizes + [k], bool(self.fit_intercept))
+            return (sizes[0] * (d + int(bool(self.fit_intercept))) * k,
+                    "fused weights (hidden units x inputs x outputs)")
+        return counted_size([d] + sizes + [k], bool(self.fit_intercept)), counted_name(k)
 
-    def _size_name(self, k, coupling=None):
-        coupling = self._coupling(k) if coupling is None else coupling
-        if len(self._hidden_sizes()) == 1 and k > 1 and coupling == "fused":
-            return "fused weights (hidden units x inputs x outputs)"
-        return ("counted parameters (hidden weights and biases" + (", output weights)" if k > 1 else ")"))
+    def _network_size(self, d, k, coupling=None):
+        """Counted parameters of the full network (see ``_counted``)."""
+        return self._counted(d, k, coupling)[0]
 
     def _stopping(self, absolute_tol):
         return Stopping(self.max_iter, self.tol, self.n_iter_no_change, absolute_tol, self.verbose)
@@ -530,9 +530,9 @@ class BaseSparseMLP(BaseEstimator):
         sizes = self._hidden_sizes()
         ins = [d] + sizes[:-1]
         layer_size = [counted_size([a, m, 1], bool(self.fit_intercept)) for a, m in zip(ins, sizes)]
-        if k > 1:
+        if counts_output_weights(k):
             layer_size[-1] += sizes[-1] * k
-        total = resolve_budget(self.n_nonzero_coefs, sum(layer_size), self._size_name(k))
+        total = resolve_budget(self.n_nonzero_coefs, *self._counted(d, k))
         split = self.budget_split
         if isinstance(split, str):
             weights = np.ones(len(sizes)) if split == "even" else np.asarray(layer_size, dtype=float)

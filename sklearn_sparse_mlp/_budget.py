@@ -23,6 +23,11 @@ import numbers
 import numpy as np
 
 
+def counts_output_weights(n_outputs):
+    """Whether the output weights count (and IMP prunes them): several outputs only."""
+    return int(n_outputs) > 1
+
+
 def counted_size(layer_sizes, hidden_biases=True):
     """Number of counted parameters of the dense network of ``layer_sizes``.
 
@@ -33,9 +38,15 @@ def counted_size(layer_sizes, hidden_biases=True):
     sizes = [int(m) for m in layer_sizes]
     extra = 1 if hidden_biases else 0
     size = sum((a + extra) * b for a, b in zip(sizes[:-2], sizes[1:-1]))
-    if sizes[-1] > 1:
+    if counts_output_weights(sizes[-1]):
         size += sizes[-2] * sizes[-1]
     return size
+
+
+def counted_name(n_outputs):
+    """What ``counted_size`` counts, in words (for error messages)."""
+    return ("counted parameters (hidden weights and biases"
+            + (", output weights)" if counts_output_weights(n_outputs) else ")"))
 
 
 def resolve_budget(n_nonzero_coefs, size, what="counted parameters"):

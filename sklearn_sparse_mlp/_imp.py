@@ -28,7 +28,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._budget import counted_size, resolve_budget
+from ._budget import counted_name, counted_size, counts_output_weights, resolve_budget
 from ._export import mlp_classifier, mlp_regressor, path_importances
 from ._labels import TargetEncoder
 from ._losses import SquaredLoss, log_softmax, sigmoid_log
@@ -205,17 +205,19 @@ def _rewind(coefs, intercepts, masks, source, intercept_masks=None):
                 np.copyto(a, a0, where=mask)
 
 
-def _pruned(coefs, intercepts, count_output):
-    """Indices ``(kind, layer)`` of the pruned (counted) arrays, in ranking
-    order: each hidden layer's weights then biases, and the output weights
-    when ``count_output`` (several outputs).  This is the package's one
-    definition of the budget (``_budget``); the output intercepts, and the
-    output weights of a one-output network, are never pruned."""
+def _pruned(layer_sizes):
+    """Indices ``(kind, layer)`` (kind 0: weights, 1: biases) of the pruned
+    (counted) arrays of the network of ``layer_sizes``, in ranking order:
+    each hidden layer's weights then biases, and the output weights when
+    there are several outputs.  This is the package's one definition of the
+    budget (``_budget``); the output intercepts, and the output weights of a
+    one-output network, are never pruned."""
+    n_layers = len(layer_sizes) - 1
     order = []
-    for layer in range(len(coefs) - 1):
+    for layer in range(n_layers - 1):
         order += [(0, layer), (1, layer)]
-    if count_output:
-        order.append((0, len(coefs) - 1))
+    if counts_output_weights(layer_sizes[-1]):
+        order.append((0, n_layers - 1))
     return order
 
 
@@ -233,7 +235,7 @@ def _prune_schedule(n_total, n_keep, fraction):
 def _imp_train(X, Y, sw, loss, layer_sizes, n_keep, *, prune_fraction=0.2, epochs_per_round=20,
                rewind_iter=0, learning_rate=1e-3, batch_size=200, alpha=1e-4, shuffle=True,
                init_seed=0, shuffle_seed=0, score=None, n_iter_no_change=10, verbose=0,
-               callback=None, count_output=None):
+               callback=None):
     """Iterative magnitude pruning on float64 arrays.
 
     Parameters
@@ -251,10 +253,6 @@ def _imp_train(X, Y, sw, loss, layer_sizes, n_keep, *, prune_fraction=0.2, epoch
     callback : callable ``(round, stage, coefs, intercepts, masks, intercept_masks)`` or None
         Called with ``stage="start"`` after the round's rewind and
         ``stage="end"`` after its training.
-    count_output : bool or None
-        Whether the output weights are pruned and counted; None: when there
-        are several outputs (:func:`_pruned`).  Hidden weights and biases
-        always are; the output intercepts never.
 
     Returns
     -------
@@ -267,9 +265,7 @@ def _imp_train(X, Y, sw, loss, layer_sizes, n_keep, *, prune_fraction=0.2, epoch
     for W, b in _init_layers(layer_sizes, init_seed):
         coefs.append(W)
         intercepts.append(b)
-    if count_output is None:
-        count_output = layer_sizes[-1] > 1
-    where = _pruned(coefs, intercepts, count_output)
+    where = _pruned(layer_sizes)
     masks, intercept_masks = [None] * len(coefs), [None] * len(coefs)
     for kind, layer in where:
         (masks, intercept_masks)[kind][layer] = np.ones(((coefs, intercepts)[kind][layer]).shape, dtype=bool)
@@ -468,10 +464,8 @@ class _BaseIMP(BaseEstimator):
         n, d = X.shape
         k = Y.shape[1]
         layer_sizes = [d] + hidden + [k]
-        n_keep = resolve_budget(
-            self.n_nonzero_coefs, counted_size(layer_sizes),
-            f"counted parameters (layer sizes {layer_sizes}: hidden weights and biases"
-            + (", output weights)" if k > 1 else ")"))
+        n_keep = resolve_budget(self.n_nonzero_coefs, counted_size(layer_sizes),
+                                f"{counted_name(k)} with layer sizes {layer_sizes}")
 
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         positive = sw > 0

@@ -97,6 +97,7 @@ class BaseSparseMLP(BaseEstimator):
         "gate_update": [StrOptions({"sequential", "fixed"})],
         "output_coupling": [StrOptions({"fused", "shared"})],
         "budget_split": [StrOptions({"even", "proportional"}), "array-like"],
+        "joint_max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "gate_update_period": [Interval(numbers.Integral, 1, None, closed="left")],
         "gate_n_features": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [None, Interval(numbers.Integral, 1, None, closed="left")],
@@ -124,6 +125,7 @@ class BaseSparseMLP(BaseEstimator):
         *,
         hidden_layer_sizes=(100,),
         budget_split="even",
+        joint_max_iter=20,
         gate_update="sequential",
         output_coupling="fused",
         gate_update_period=1,
@@ -150,6 +152,7 @@ class BaseSparseMLP(BaseEstimator):
         self.gate_update = gate_update
         self.output_coupling = output_coupling
         self.budget_split = budget_split
+        self.joint_max_iter = joint_max_iter
         self.gate_update_period = gate_update_period
         self.gate_n_features = gate_n_features
         self.batch_size = batch_size
@@ -466,8 +469,6 @@ class BaseSparseMLP(BaseEstimator):
         """Hold out ``validation_fraction`` of the rows (stratified by
         ``stratify`` when given): the training rows and a Monitor of the
         loss on the held-out ones."""
-        from sklearn.model_selection import train_test_split
-
         n = X.shape[0]
         n_val = int(np.ceil(self.validation_fraction * n))
         if n_val < 1 or n - n_val < 2:
@@ -476,17 +477,24 @@ class BaseSparseMLP(BaseEstimator):
                 f"validation_fraction={self.validation_fraction} of {n} samples leaves "
                 f"{n_val} and {n - n_val}. Raise validation_fraction or pass more samples."
             )
-        rows = np.arange(n)
-        try:
-            train, val = train_test_split(rows, test_size=n_val, random_state=self._seed % (2**31 - 1),
-                                          stratify=stratify)
-        except ValueError:
-            # Too few samples of a class to stratify: a plain random split.
-            train, val = train_test_split(rows, test_size=n_val, random_state=self._seed % (2**31 - 1))
-        train, val = np.sort(train), np.sort(val)
+        train, val = self._split_rows(n, self._seed, stratify)
         vblocks = RowBlocks(X[val], self.fit_intercept, Y[val], _rows(sw, val), cache_bytes=0)
         monitor = Monitor(Problem(vblocks, loss, self.fit_intercept), self.tol, absolute_tol, self.n_iter_no_change)
         return X[train], Y[train], _rows(sw, train), monitor
+
+    def _split_rows(self, n, seed, stratify):
+        """Sorted (training, held-out) row indices of the early-stopping split."""
+        from sklearn.model_selection import train_test_split
+
+        n_val = int(np.ceil(self.validation_fraction * n))
+        rows = np.arange(n)
+        try:
+            train, val = train_test_split(rows, test_size=n_val, random_state=seed % (2**31 - 1),
+                                          stratify=stratify)
+        except ValueError:
+            # Too few samples of a class to stratify: a plain random split.
+            train, val = train_test_split(rows, test_size=n_val, random_state=seed % (2**31 - 1))
+        return np.sort(train), np.sort(val)
 
     def _partial_fit_arrays(self, X, Y, sample_weight, loss, first, coupling="fused"):
         """One call of ``partial_fit``: stochastic IHT steps on the given rows
@@ -602,6 +610,10 @@ class BaseSparseMLP(BaseEstimator):
                 break
             Z = np.maximum(Z @ U + c, 0.0)
         last = stages[-1]
+        joint = None
+        if complete and self.joint_max_iter > 0:
+            joint = self._joint_phase(X, y, sample_weight, last, coefs, intercepts)
+            coefs, intercepts = joint["coefs"], joint["intercepts"]
         self._deep = True
         self._layer = None
         for name in ("fused_coef_", "gates_", "gate_signs_", "validation_loss_curve_", "best_validation_loss_"):
@@ -619,10 +631,47 @@ class BaseSparseMLP(BaseEstimator):
         self.loss_ = float(last.loss_)
         self.n_layers_ = len(coefs) + 1
         self.stage_budgets_ = np.asarray(budgets)
+        self.n_joint_iter_ = 0
         if hasattr(last, "validation_loss_curve_"):
             self.validation_loss_curve_ = list(last.validation_loss_curve_)
             self.best_validation_loss_ = last.best_validation_loss_
+        if joint is not None:
+            self.n_nonzero_ = joint["n_nonzero"]
+            self.active_neurons_ = self.active_neurons_[joint["kept_first"]]
+            self.n_joint_iter_ = joint["n_iter"]
+            self.n_iter_ += joint["n_iter"]
+            self.loss_curve_ += joint["loss_curve"]
+            self.loss_ = joint["loss"]
+            if joint["validation_curve"]:
+                self.validation_loss_curve_ = list(getattr(self, "validation_loss_curve_", [])) \
+                    + joint["validation_curve"]
+                self.best_validation_loss_ = joint["best_validation_loss"]
         return last
+
+    def _joint_phase(self, X, y, sample_weight, last, coefs, intercepts):
+        """Refine the layer-by-layer network by IHT over all layers under the
+        whole budget (``_joint``), on the stages' training rows; with
+        early_stopping, the network with the lowest loss on the stages'
+        held-out rows is kept."""
+        from ._joint import DeepObjective, joint_iht
+
+        Y, sw, loss, stratify = self._deep_targets(y, sample_weight, last)
+        if sw is not None:
+            sw = _check_sample_weight(sw, X, dtype=np.float64)
+        d, k = X.shape[1], Y.shape[1]
+        n_keep = resolve_budget(self.n_nonzero_coefs, *self._counted(d, k))
+        monitor = None
+        if self.early_stopping:
+            train, val = self._split_rows(X.shape[0], last._seed, stratify)
+            held_out = DeepObjective(X[val], Y[val], _rows(sw, val), loss, 0.0)
+            monitor = held_out.value
+            X, Y, sw = X[train], Y[train], _rows(sw, train)
+        total = X.shape[0] if sw is None else float(np.sum(sw))
+        obj = DeepObjective(X, Y, sw, loss, float(self.alpha) / total)
+        with thread_limits(self.n_jobs):
+            return joint_iht(obj, coefs, intercepts, n_keep, fit_intercept=bool(self.fit_intercept),
+                             max_iter=self.joint_max_iter, tol=self.tol,
+                             n_iter_no_change=self.n_iter_no_change, monitor=monitor, verbose=self.verbose)
 
     def _finish(self, result):
         """Check the result and set the fitted attributes."""

@@ -100,15 +100,32 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         model.  Only the active units' features are formed.  Deep networks
         need sequential gates (with ``output_coupling="shared"`` for several
         fused outputs); ``partial_fit``, ``warm_start`` and the budget path
-        support one hidden layer.  A joint IHT phase over all layers is not
-        implemented yet.
+        support one hidden layer.  A joint IHT phase then refines all the
+        layers together under the whole budget (``joint_max_iter``).
 
     budget_split : {"even", "proportional"} or array-like, default="even"
-        How ``n_nonzero_coefs`` (for a fraction: of the total size of the
-        layers, ``sum_l m_l (m_(l-1) + 1)``, times the outputs for the last)
-        is split across several hidden layers: evenly (the paper's ``s/L``),
-        in proportion to each layer's size, or by the given positive shares
-        (one per hidden layer).  Ignored for one hidden layer.
+        How ``n_nonzero_coefs`` (for a fraction: of the network's counted
+        size, see :ref:`budget`) is split across several hidden layers for
+        the layer-by-layer stages: evenly (the paper's ``s/L``), in
+        proportion to each layer's counted size, or by the given positive
+        shares (one per hidden layer).  The joint phase may then move budget
+        between the layers.  Ignored for one hidden layer.
+
+    joint_max_iter : int, default=20
+        With several hidden layers: the most iterations of the joint phase
+        that follows the layer-by-layer stages.  Each iteration takes a
+        gradient step on every weight and bias of the active units (by
+        backpropagation through the current activation patterns), keeps the
+        ``n_nonzero_coefs`` largest counted parameters across all layers
+        (hard thresholding; units that can no longer reach the output give
+        their share to the next largest) and refits the weights on that
+        support by L-BFGS.  It stops after ``n_iter_no_change`` iterations
+        without a relative decrease of ``tol`` in the training objective
+        (in the validation loss with ``early_stopping``, whose best network
+        is kept).  Its L2 penalty is MLPClassifier's: ``alpha`` on every
+        layer's weights.  0 keeps the layer-by-layer network.  The default
+        was chosen on the two-layer phase diagram and the tabular benchmark
+        (see :ref:`deep`).  Ignored for one hidden layer.
 
     gate_update : {"auto", "sequential", "fixed"}, default="auto"
         "sequential": every ``gate_update_period`` iterations the gate of
@@ -241,7 +258,9 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
 
     n_layers_ : int
         With several hidden layers: the number of layers, input and output
-        included (as MLPClassifier's); ``stage_budgets_`` holds each stage's budget.
+        included (as MLPClassifier's); ``stage_budgets_`` holds each stage's budget
+        and ``n_joint_iter_`` the iterations of the joint phase (also counted
+        in ``n_iter_``).
 
     n_outputs_ : int
         Number of network outputs.
@@ -307,6 +326,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         alpha=1.0,
         hidden_layer_sizes=(100,),
         budget_split="even",
+        joint_max_iter=20,
         gate_update="auto",
         gate_update_period=1,
         gate_n_features=None,
@@ -327,6 +347,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
             n_nonzero_coefs,
             hidden_layer_sizes=hidden_layer_sizes,
             budget_split=budget_split,
+            joint_max_iter=joint_max_iter,
             gate_update=gate_update,
             gate_update_period=gate_update_period,
             gate_n_features=gate_n_features,
@@ -438,6 +459,16 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
             X, Y, sample_weight, loss, coupling=self._coupling(Y.shape[1]), absolute_tol=True,
             stratify=stratify, path=path
         )
+
+    def _deep_targets(self, y, sample_weight, last):
+        """(Y, sample weights, loss, stratify) of the joint phase of a deep fit."""
+        encoder = last._encoder
+        sw = encoder.sample_weight(self.class_weight, y)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            sw = sample_weight if sw is None else sw * sample_weight
+        stratify = y if encoder.target_type_ != "multilabel-indicator" else None
+        return encoder.transform(y), sw, encoder.loss(self.loss), stratify
 
     def _check_warm_classes(self, encoder):
         """With warm_start, the classes must be those of the previous fit."""

@@ -371,6 +371,7 @@ class SparseMLPRegressorCV(_SparseMLPCVMixin, RegressorMixin, BaseSparseMLP):
         criterion="cv",
         hidden_layer_sizes=(100,),
         budget_split="even",
+        joint_max_iter=20,
         gate_update="sequential",
         output_coupling="fused",
         gate_update_period=1,
@@ -391,6 +392,7 @@ class SparseMLPRegressorCV(_SparseMLPCVMixin, RegressorMixin, BaseSparseMLP):
     ):
         super().__init__(
             n_nonzero_coefs, hidden_layer_sizes=hidden_layer_sizes, budget_split=budget_split,
+            joint_max_iter=joint_max_iter,
             gate_update=gate_update, output_coupling=output_coupling, gate_update_period=gate_update_period,
             gate_n_features=gate_n_features, batch_size=batch_size, max_iter=max_iter, tol=tol,
             alpha=alpha, n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
@@ -507,6 +509,7 @@ class SparseMLPClassifierCV(_SparseMLPCVMixin, ClassifierMixin, BaseSparseMLP):
         alpha=1.0,
         hidden_layer_sizes=(100,),
         budget_split="even",
+        joint_max_iter=20,
         gate_update="auto",
         gate_update_period=1,
         gate_n_features=None,
@@ -525,6 +528,7 @@ class SparseMLPClassifierCV(_SparseMLPCVMixin, ClassifierMixin, BaseSparseMLP):
     ):
         super().__init__(
             n_nonzero_coefs, hidden_layer_sizes=hidden_layer_sizes, budget_split=budget_split,
+            joint_max_iter=joint_max_iter,
             gate_update=gate_update, gate_update_period=gate_update_period, gate_n_features=gate_n_features,
             batch_size=batch_size, max_iter=max_iter, tol=tol, alpha=alpha,
             n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,

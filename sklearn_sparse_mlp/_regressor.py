@@ -56,15 +56,32 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         model.  Only the active units' features are formed.  Deep networks
         need sequential gates (with ``output_coupling="shared"`` for several
         fused outputs); ``partial_fit``, ``warm_start`` and the budget path
-        support one hidden layer.  A joint IHT phase over all layers is not
-        implemented yet.
+        support one hidden layer.  A joint IHT phase then refines all the
+        layers together under the whole budget (``joint_max_iter``).
 
     budget_split : {"even", "proportional"} or array-like, default="even"
-        How ``n_nonzero_coefs`` (for a fraction: of the total size of the
-        layers, ``sum_l m_l (m_(l-1) + 1)``, times the outputs for the last)
-        is split across several hidden layers: evenly (the paper's ``s/L``),
-        in proportion to each layer's size, or by the given positive shares
-        (one per hidden layer).  Ignored for one hidden layer.
+        How ``n_nonzero_coefs`` (for a fraction: of the network's counted
+        size, see :ref:`budget`) is split across several hidden layers for
+        the layer-by-layer stages: evenly (the paper's ``s/L``), in
+        proportion to each layer's counted size, or by the given positive
+        shares (one per hidden layer).  The joint phase may then move budget
+        between the layers.  Ignored for one hidden layer.
+
+    joint_max_iter : int, default=20
+        With several hidden layers: the most iterations of the joint phase
+        that follows the layer-by-layer stages.  Each iteration takes a
+        gradient step on every weight and bias of the active units (by
+        backpropagation through the current activation patterns), keeps the
+        ``n_nonzero_coefs`` largest counted parameters across all layers
+        (hard thresholding; units that can no longer reach the output give
+        their share to the next largest) and refits the weights on that
+        support by L-BFGS.  It stops after ``n_iter_no_change`` iterations
+        without a relative decrease of ``tol`` in the training objective
+        (in the validation loss with ``early_stopping``, whose best network
+        is kept).  Its L2 penalty is MLPRegressor's: ``alpha`` on every
+        layer's weights.  0 keeps the layer-by-layer network.  The default
+        was chosen on the two-layer phase diagram and the tabular benchmark
+        (see :ref:`deep`).  Ignored for one hidden layer.
 
     gate_update : {"sequential", "fixed"}, default="sequential"
         How activation patterns evolve.  "sequential": every
@@ -242,7 +259,9 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
 
     n_layers_ : int
         With several hidden layers: the number of layers, input and output
-        included (as MLPRegressor's); ``stage_budgets_`` holds each stage's budget.
+        included (as MLPRegressor's); ``stage_budgets_`` holds each stage's budget
+        and ``n_joint_iter_`` the iterations of the joint phase (also counted
+        in ``n_iter_``).
 
     n_outputs_ : int
         Number of outputs.
@@ -351,6 +370,11 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         path = None if path is None else (path[0](X.shape[1], Y.shape[1]), path[1])
         return self._fit_arrays(X, Y, sample_weight, SquaredLoss(), coupling=self._coupling(Y.shape[1]),
                                 path=path)
+
+    def _deep_targets(self, y, sample_weight, last):
+        """(Y, sample weights, loss, stratify) of the joint phase of a deep fit."""
+        Y = np.asarray(y, dtype=np.float64)
+        return Y.reshape(Y.shape[0], -1), sample_weight, SquaredLoss(), None
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):

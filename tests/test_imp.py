@@ -36,7 +36,7 @@ def _regression_data(n=400, d=6, seed=0):
 # Numeric core
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("loss, k", [(SquaredLoss(), 2), (LogisticLoss(), 2), (SoftmaxLoss(), 3)])
-def test_backprop_matches_finite_differences(loss, k):
+def test_backprop_matches_finite_differences(loss, k, central_differences):
     # Two hidden layers; every weight and bias against central differences.
     rng = np.random.RandomState(0)
     n, sizes = 30, [4, 5, 3, k]
@@ -56,19 +56,8 @@ def test_backprop_matches_finite_differences(loss, k):
     def objective():
         return _value_and_gradient(coefs, intercepts, X, Y, sw, loss, l2)[0]
 
-    eps = 1e-6
-    for params, grads in ((coefs, gW), (intercepts, gb)):
-        for P, G in zip(params, grads):
-            fd = np.empty_like(P)
-            for i in np.ndindex(P.shape):
-                old = P[i]
-                P[i] = old + eps
-                up = objective()
-                P[i] = old - eps
-                down = objective()
-                P[i] = old
-                fd[i] = (up - down) / (2 * eps)
-            np.testing.assert_allclose(G, fd, rtol=1e-5, atol=1e-8)
+    for G, fd in zip(gW + gb, central_differences(objective, coefs + intercepts)):
+        np.testing.assert_allclose(G, fd, rtol=1e-5, atol=1e-8)
     assert np.isclose(value, objective())
     # Masked gradients are the full ones times the masks.
     masks = [rng.rand(*W.shape) < 0.5 for W in coefs]

@@ -1,0 +1,135 @@
+"""The joint phase of a deep fit: IHT over all layers under one budget."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_sparse_mlp import SparseMLPClassifier, SparseMLPRegressor, _joint
+from sklearn_sparse_mlp._joint import DeepObjective, _Network, joint_iht
+from sklearn_sparse_mlp._losses import LogisticLoss, SoftmaxLoss, SquaredLoss
+from sklearn_sparse_mlp.datasets import make_planted_mlp
+from sklearn_sparse_mlp.metrics import psnr_score
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def _sparse_net(rng, sizes, density=0.5):
+    coefs = [rng.randn(a, b) * (rng.rand(a, b) < density) for a, b in zip(sizes[:-1], sizes[1:])]
+    intercepts = [rng.randn(b) * 0.3 for b in sizes[1:]]
+    return coefs, intercepts
+
+
+def _targets(rng, kind, n, k):
+    if kind == "squared":
+        return rng.randn(n, k), SquaredLoss()
+    if kind == "logistic":
+        return (rng.rand(n, k) < 0.4).astype(float), LogisticLoss()
+    return np.eye(k)[rng.randint(0, k, n)], SoftmaxLoss()
+
+
+@pytest.mark.parametrize("kind, k", [("squared", 1), ("squared", 2), ("logistic", 1), ("softmax", 3)])
+@pytest.mark.parametrize("sparse_X", [False, True])
+def test_objective_gradient_matches_finite_differences(kind, k, sparse_X, monkeypatch, central_differences):
+    # Row chunks of 7 rows (the gradient is summed over chunks), sample
+    # weights and the L2 penalty: every entry of every layer against central
+    # differences of the objective.
+    monkeypatch.setattr(_joint, "_CHUNK_VALUES", 7 * 6)
+    rng = np.random.RandomState(0)
+    n, sizes = 40, [5, 6, 4, k]
+    X = rng.randn(n, sizes[0])
+    if sparse_X:
+        X = sp.csr_matrix(X * (rng.rand(*X.shape) < 0.6))
+    Y, loss = _targets(rng, kind, n, k)
+    obj = DeepObjective(X, Y, rng.rand(n) + 0.5, loss, l2=0.03)
+    coefs, intercepts = _sparse_net(rng, sizes, density=1.0)
+    assert len(obj._chunks(coefs)) == 6
+    value, gW, gb = obj.value_and_gradient(coefs, intercepts)
+    assert value == pytest.approx(obj.value(coefs, intercepts), rel=1e-12)
+    fds = central_differences(lambda: obj.value(coefs, intercepts), coefs + intercepts)
+    for g, fd in zip(gW + gb, fds):
+        np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_threshold_keeps_the_budget_over_counted_entries_and_drops_dangling_units():
+    coefs = [np.array([[5.0, 0.1, 4.0], [3.0, 0.2, 0.0]]),
+             np.array([[0.0, 0.0], [0.3, 0.0], [2.0, 0.0]]),
+             np.array([[7.0], [8.0]])]
+    intercepts = [np.array([0.05, 0.0, 1.0]), np.array([0.5, 0.0]), np.array([9.0])]
+    net = _Network(coefs, intercepts, fit_intercept=True)
+    # One output: the output weights and intercept are not counted.
+    assert net.counted == [True, True, False, True, True, False]
+    out = net.threshold(5)
+    # The five largest counted entries are 5, 4, 3, 2 and 1.0 (unit 2's
+    # bias), but unit 0 has no outgoing weight: its 5 and 3 are left out.
+    # Unit 1 then gets 0.3 out but no input (its bias is 0): left out; its
+    # 0.2, 0.1 in have no way out; unit 0's bias 0.05 neither.  What is left:
+    # unit 2 (4 in, bias 1.0, 2 out) and the second layer's bias 0.5.
+    kept = sorted(float(v) for a, c in zip(out.params, out.counted) if c for v in a[a != 0])
+    assert kept == [0.5, 1.0, 2.0, 4.0]
+    assert out.threshold(5).params[0].tolist() == out.params[0].tolist()  # stable
+    np.testing.assert_array_equal(out.coefs[2], coefs[2])  # not counted: untouched
+    assert out.intercepts[2][0] == 9.0
+    # Without fit_intercept the biases are neither counted nor trained.
+    assert _Network(coefs, intercepts, fit_intercept=False).trainable == [True] * 3 + [False] * 3
+
+
+@pytest.mark.parametrize("monitored", [False, True])
+def test_joint_iht_lowers_the_objective_within_the_budget(monitored):
+    rng = np.random.RandomState(1)
+    X, y = make_planted_mlp(600, 8, (6, 5), 16, random_state=2)
+    obj = DeepObjective(X[:500], y[:500, None], None, SquaredLoss(), 1e-4)
+    coefs, intercepts = _sparse_net(rng, [8, 6, 5, 1], density=0.3)
+    for b in intercepts[:-1]:
+        b[:] = 0.0
+    n_keep = 14
+    start = _Network(coefs, intercepts, True).threshold(n_keep)
+    L0 = obj.value(start.coefs, start.intercepts)
+    monitor = DeepObjective(X[500:], y[500:, None], None, SquaredLoss(), 0.0).value if monitored else None
+    res = joint_iht(obj, start.coefs, start.intercepts, n_keep, max_iter=10, monitor=monitor)
+    assert res["loss"] < 0.5 * L0
+    assert res["loss"] == pytest.approx(obj.value(res["coefs"], res["intercepts"]), rel=1e-10)
+    counted = sum(np.count_nonzero(W) for W in res["coefs"][:-1]) + sum(np.count_nonzero(b) for b in res["intercepts"][:-1])
+    assert counted == res["n_nonzero"] <= n_keep
+    if monitored:
+        assert res["best_validation_loss"] == pytest.approx(min(res["validation_curve"] + [monitor(start.coefs, start.intercepts)]))
+    else:
+        assert np.all(np.diff(res["loss_curve"]) <= 1e-12 * abs(L0))
+
+
+def test_joint_phase_improves_a_planted_two_layer_fit_and_moves_budget():
+    X, y = make_planted_mlp(3000, 20, (20, 20), 30, random_state=0)
+    Xt, yt, X, y = X[2000:], y[2000:], X[:2000], y[:2000]
+    fits = {j: SparseMLPRegressor(30, hidden_layer_sizes=(20, 20), joint_max_iter=j, random_state=0).fit(X, y)
+            for j in (0, 20)}
+    layered, joint = fits[0], fits[20]
+    assert layered.n_joint_iter_ == 0 and 0 < joint.n_joint_iter_ <= 20
+    assert joint.loss_ < layered.loss_
+    assert psnr_score(yt, joint.predict(Xt)) > psnr_score(yt, layered.predict(Xt)) + 3
+
+    def per_layer(reg):
+        return [int(np.count_nonzero(W) + np.count_nonzero(b)) for W, b in zip(reg.coefs_[:-1], reg.intercepts_[:-1])]
+
+    assert sum(per_layer(joint)) == joint.n_nonzero_ <= 30
+    assert per_layer(joint) != per_layer(layered)  # the budget moved between the layers
+    assert len(joint.loss_curve_) == len(layered.loss_curve_) + joint.n_joint_iter_
+
+
+def test_joint_phase_classifier_with_early_stopping_weights_and_sparse_input():
+    rng = np.random.RandomState(0)
+    X = rng.randn(400, 6)
+    y = np.where(X[:, 0] * X[:, 1] > 0, "a", np.where(X[:, 2] > 0.5, "b", "c"))
+    sw = rng.rand(400) + 0.5
+    clf = SparseMLPClassifier(40, hidden_layer_sizes=(12, 8), early_stopping=True, random_state=0)
+    clf.fit(sp.csr_matrix(X), y, sample_weight=sw)
+    assert clf.n_nonzero_ <= 40 and clf.score(X, y) > 0.7
+    assert clf.best_validation_loss_ == pytest.approx(min(clf.validation_loss_curve_))
+    assert clf.predict_proba(X).shape == (400, 3)
+    np.testing.assert_allclose(clf.to_mlp().predict_proba(X), clf.predict_proba(X), atol=1e-12)

@@ -240,6 +240,9 @@ def joint_iht(obj, coefs, intercepts, n_keep, *, fit_intercept=True, max_iter=20
     loss_curve, n_iter, validation_curve (with a monitor), n_nonzero.
     """
     net = _Network(coefs, intercepts, fit_intercept)
+    if net.n_nonzero() > n_keep:
+        # A start above the budget (stages given more): its largest entries, refitted.
+        net, _ = _refit(obj, net.threshold(n_keep), n_refit)
     L, gW, gb = obj.value_and_gradient(net.coefs, net.intercepts)
     best, best_L = net, L
     best_val = monitor(net.coefs, net.intercepts) if monitor is not None else None

@@ -133,3 +133,19 @@ def test_joint_phase_classifier_with_early_stopping_weights_and_sparse_input():
     assert clf.best_validation_loss_ == pytest.approx(min(clf.validation_loss_curve_))
     assert clf.predict_proba(X).shape == (400, 3)
     np.testing.assert_allclose(clf.to_mlp().predict_proba(X), clf.predict_proba(X), atol=1e-12)
+
+
+def test_joint_phase_brings_a_start_above_the_budget_back_to_it():
+    # A budget of 1 over two layers gives each stage at least one weight.
+    X, y = make_planted_mlp(300, 4, (3, 3), 4, random_state=0)
+    reg = SparseMLPRegressor(1, hidden_layer_sizes=(3, 3), random_state=0).fit(X, y)
+    assert reg.stage_budgets_.tolist() == [1, 1] and reg.n_nonzero_ <= 1
+    # A start with 12 counted nonzeros and a budget of 5: the largest, refitted.
+    rng = np.random.RandomState(0)
+    coefs, intercepts = _sparse_net(rng, [4, 3, 3, 1], density=1.0)
+    obj = DeepObjective(X, y[:, None], None, SquaredLoss(), 0.0)
+    start = _Network(coefs, intercepts, True)
+    assert start.n_nonzero() > 5
+    res = joint_iht(obj, coefs, intercepts, 5, max_iter=3)
+    assert res["n_nonzero"] <= 5
+    assert res["loss"] <= obj.value(*start.threshold(5).compact()[:2]) + 1e-12

@@ -10,6 +10,11 @@ all pixels (data range 1), fit seconds, and the reconstructions side by side.
 
     python benchmarks/inr.py --quick    # 40 x 40, two budgets
     python benchmarks/inr.py            # 64 x 64, five budgets
+    python benchmarks/inr.py --quick --layers 2   # two hidden layers (Figures 4-5, right)
+
+With ``--layers 2`` both networks have two hidden layers of width 256 under
+the same budget: IHT as trained by default (layer by layer, then the joint
+phase), IHT layer by layer only (``joint_max_iter=0``), and IMP.
 """
 
 import argparse
@@ -46,8 +51,25 @@ def features(side):
     return RBFSampler(gamma=GAMMA, n_components=FEATURES, random_state=0).fit_transform(coords)
 
 
-def run(quick=True, progress=print):
+def methods(s, layers):
+    """The estimators compared at budget ``s`` (name -> estimator)."""
     from sklearn_sparse_mlp import IMPRegressor, SparseMLPRegressor
+
+    # Fitting an image is interpolation: no L2 penalty on either side
+    # (alpha=1e-4, IMPRegressor's default, instead of the regressor's 1.0).
+    sizes = (WIDTH,) * layers
+    if layers == 1:
+        return {"IHT fixed": SparseMLPRegressor(s, hidden_layer_sizes=sizes, gate_update="fixed", alpha=1e-4,
+                                                random_state=0),
+                "IHT sequential": SparseMLPRegressor(s, hidden_layer_sizes=sizes, alpha=1e-4, random_state=0),
+                "IMP": IMPRegressor(s, hidden_layer_sizes=sizes, random_state=0)}
+    return {"IHT": SparseMLPRegressor(s, hidden_layer_sizes=sizes, alpha=1e-4, random_state=0),
+            "IHT layer by layer": SparseMLPRegressor(s, hidden_layer_sizes=sizes, alpha=1e-4, joint_max_iter=0,
+                                                     random_state=0),
+            "IMP": IMPRegressor(s, hidden_layer_sizes=sizes, random_state=0)}
+
+
+def run(quick=True, progress=print, layers=1):
     from sklearn_sparse_mlp.metrics import psnr_score
 
     side = 40 if quick else 64
@@ -56,23 +78,20 @@ def run(quick=True, progress=print):
     F, y = features(side), img.ravel()
     rows, recon = [], {}
     for s in budgets:
-        # Fitting an image is interpolation: no L2 penalty on either side
-        # (alpha=1e-4, IMPRegressor's default, instead of the regressor's 3.0).
-        for name, est in (("IHT fixed", SparseMLPRegressor(s, hidden_layer_sizes=(WIDTH,), gate_update="fixed",
-                                                           alpha=1e-4, random_state=0)),
-                          ("IHT sequential", SparseMLPRegressor(s, hidden_layer_sizes=(WIDTH,), alpha=1e-4,
-                                                                random_state=0)),
-                          ("IMP", IMPRegressor(s, hidden_layer_sizes=(WIDTH,), random_state=0))):
+        for name, est in methods(s, layers).items():
             t = timed_fit(est, F, y, MINIBATCH_BLAS_THREADS if name == "IMP" else None)
             pred = est.predict(F)
             rows.append(dict(method=name, budget=s, psnr=psnr_score(y, pred, data_range=1.0), fit_s=t,
                              nnz=int(est.n_nonzero_)))
             recon[name, s] = np.clip(pred.reshape(side, side), 0, 1)
-            progress(f"    {name:<14} s={s:<5} PSNR {rows[-1]['psnr']:.2f} dB  fit {t:.1f} s  {rows[-1]['nnz']} weights")
+            progress(f"    {name:<18} s={s:<5} PSNR {rows[-1]['psnr']:.2f} dB  fit {t:.1f} s  {rows[-1]['nnz']} weights")
     mode = "quick" if quick else "full"
-    lines = header("Implicit neural representation", f"python benchmarks/inr.py{' --quick' if quick else ''}", mode)
+    command = f"python benchmarks/inr.py{' --quick' if quick else ''}{f' --layers {layers}' if layers > 1 else ''}"
+    lines = header("Implicit neural representation" + (f", {layers} hidden layers" if layers > 1 else ""), command,
+                   mode)
     lines += [f"Grayscale `china.jpg` (scikit-learn's `load_sample_image`), centre crop downscaled to {side} x {side}; "
-              f"coordinates through `RBFSampler(gamma={GAMMA:g}, n_components={FEATURES})`; width {WIDTH}; "
+              f"coordinates through `RBFSampler(gamma={GAMMA:g}, n_components={FEATURES})`; "
+              f"{layers} hidden layer{'s' if layers > 1 else ''} of width {WIDTH}; alpha=1e-4 for all; "
               "PSNR over all pixels with data range 1. IMP runs with one BLAS thread.", "",
               "| budget | method | PSNR (dB) | fit (s) | nonzero weights | vs IMP (dB) |", "|---|---|---|---|---|---|"]
     for s in budgets:
@@ -80,16 +99,16 @@ def run(quick=True, progress=print):
         for a in (r for r in rows if r["budget"] == s):
             lines.append(f"| {s} | {a['method']} | {a['psnr']:.2f} | {a['fit_s']:.1f} | {a['nnz']} | "
                          f"{'' if a is b else format(a['psnr'] - b['psnr'], '+.2f')} |")
-    name = f"inr_{mode}"
+    name = f"inr{layers if layers > 1 else ''}_{mode}"
     write_results(name, lines, dict(side=side, budgets=list(budgets), rows=rows))
     plt = pyplot()
     if plt is not None:
-        methods = ("IHT fixed", "IHT sequential", "IMP")
+        names = list(methods(budgets[0], layers))
         fig, axes = plt.subplots(3, len(budgets) + 1, figsize=(2.6 * (len(budgets) + 1), 8.2))
         axes[0, 0].imshow(img, cmap="gray", vmin=0, vmax=1)
         axes[0, 0].set_title(f"image ({side}x{side})", fontsize=9)
         ax = axes[1, 0]
-        for method, style in zip(methods, ("o-", "^-", "s-")):
+        for method, style in zip(names, ("o-", "^-", "s-")):
             pts = [r for r in rows if r["method"] == method]
             ax.semilogx([r["budget"] for r in pts], [r["psnr"] for r in pts], style, label=method)
         ax.set_xticks(budgets, [str(b) for b in budgets], fontsize=7)
@@ -98,7 +117,7 @@ def run(quick=True, progress=print):
         ax.set_ylabel("PSNR (dB)", fontsize=8)
         ax.legend(fontsize=8)
         for j, s in enumerate(budgets):
-            for i, method in enumerate(methods):
+            for i, method in enumerate(names):
                 r = next(r for r in rows if r["method"] == method and r["budget"] == s)
                 axes[i, j + 1].imshow(recon[method, s], cmap="gray", vmin=0, vmax=1)
                 axes[i, j + 1].set_title(f"{method} s={s}\n{r['psnr']:.1f} dB", fontsize=8)
@@ -115,8 +134,9 @@ def run(quick=True, progress=print):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--layers", type=int, default=1, help="hidden layers of width 256 (1 or 2)")
     args = ap.parse_args(argv)
-    rows = run(args.quick)
+    rows = run(args.quick, layers=args.layers)
     print(json.dumps({"rows": len(rows)}))
 
 

@@ -110,6 +110,10 @@ def run(mode="quick", k=1, n=None, resume=False, progress=print, seeds=None, lay
     if layers > 1:
         # s / L nonzeros per layer: s = 1 cannot be planted in two layers.
         cfg["budgets"] = tuple(max(b, layers) for b in cfg["budgets"])
+        if k > 1 and mode == "quick":
+            # s / (L + 1) random weights per layer rarely connect below s=1000
+            # at m=100: one more budget, so that the grid has cells to compare.
+            cfg["budgets"] += (1000,)
     if n is not None:
         cfg["n"] = n
     if seeds is not None:
@@ -207,7 +211,7 @@ def report(name, cfg, rows, mode):
         lines += [f"**{L} hidden layers** of width m each: the planted network has s/{L} nonzero weights per "
                   f"hidden layer (s/{L + 1} per layer, output layer included, with several outputs). IHT: "
                   f"`SparseMLPRegressor(n_nonzero_coefs=s, hidden_layer_sizes=(m,) * {L})`, trained layer by "
-                  "layer (budget split evenly); IMP: the same widths and budget s (the output weights of "
+                  "layer (budget split evenly), then by the joint phase over all layers (defaults); IMP: the same widths and budget s (the output weights of "
                   "one output fold into the last hidden layer and are not counted). The planted model and budgets replace the one-layer "
                   "ones in the line above. Cells whose s / L random weights do not connect (a constant planted "
                   "function, nothing to recover) are blank.", ""]

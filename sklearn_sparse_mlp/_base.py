@@ -85,6 +85,55 @@ def _rows(A, rows):
     return None if A is None else A[rows]
 
 
+# The parameters of several hidden layers, documented once for both IHT
+# estimators (``with_deep_parameters`` puts them in a class docstring).
+_DEEP_PARAMETERS = """    hidden_layer_sizes : tuple of int or int, default=(100,)
+        Widths of the hidden layers.  With several, the network is trained
+        layer by layer, as in the paper's code: stage ``l`` fits a
+        one-hidden-layer network of width ``m_l`` and budget ``s_l`` (see
+        ``budget_split``) on the ReLU features of the layers before it (stage
+        1 on X) and keeps its hidden layer; the last stage's network ends the
+        model.  Only the active units' features are formed.  Deep networks
+        need sequential gates (with ``output_coupling="shared"`` for several
+        fused outputs); ``partial_fit``, ``warm_start`` and the budget path
+        support one hidden layer.  A joint IHT phase then refines all the
+        layers together under the whole budget (``joint_max_iter``).
+
+    budget_split : {"even", "proportional"} or array-like, default="even"
+        How ``n_nonzero_coefs`` (for a fraction: of the network's counted
+        size, see :ref:`budget`) is split across several hidden layers for
+        the layer-by-layer stages: evenly (the paper's ``s/L``), in
+        proportion to each layer's counted size, or by the given positive
+        shares (one per hidden layer).  The joint phase may then move budget
+        between the layers.  Ignored for one hidden layer.
+
+    joint_max_iter : int, default=20
+        With several hidden layers: the most iterations of the joint phase
+        that follows the layer-by-layer stages.  Each iteration takes a
+        gradient step on every weight and bias of the active units (by
+        backpropagation through the current activation patterns), keeps the
+        ``n_nonzero_coefs`` largest counted parameters across all layers
+        (hard thresholding; units that can no longer reach the output give
+        their share to the next largest) and refits the weights on that
+        support by L-BFGS.  It stops after ``n_iter_no_change`` iterations
+        without a relative decrease of ``tol`` in the training objective
+        (in the validation loss with ``early_stopping``, whose best network
+        is kept).  Its L2 penalty is {mlp}'s: ``alpha`` on every
+        layer's weights.  0 keeps the layer-by-layer network.  On by
+        default: it scored above the layer-by-layer network on the
+        two-layer phase diagram, on image fitting and on 8 of the 11
+        tabular sets (below it on one, diabetes; see :ref:`deep`).  Ignored
+        for one hidden layer.
+"""
+
+
+def with_deep_parameters(doc, mlp):
+    """``doc`` with its ``{deep_parameters}`` line replaced by the documentation
+    of ``hidden_layer_sizes``, ``budget_split`` and ``joint_max_iter``
+    (``mlp``: the scikit-learn MLP whose penalty the joint phase uses)."""
+    return doc.replace("    {deep_parameters}\n", _DEEP_PARAMETERS.replace("{mlp}", mlp))
+
+
 class BaseSparseMLP(BaseEstimator):
     """Base class of the IHT-trained sparse one-hidden-layer networks."""
 

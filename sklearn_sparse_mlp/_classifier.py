@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseSparseMLP
+from ._base import BaseSparseMLP, with_deep_parameters
 from ._dask import LabelTargets, is_dask_collection, predict_blockwise
 from ._export import mlp_classifier
 from ._labels import TargetEncoder
@@ -91,41 +91,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         sparse network overfitted the bundled data sets (digits: 0.935 CV
         accuracy against 0.975 with 1.0, ``benchmarks/bench_classifier.py``).
 
-    hidden_layer_sizes : tuple of int or int, default=(100,)
-        Widths of the hidden layers.  With several, the network is trained
-        layer by layer, as in the paper's code: stage ``l`` fits a
-        one-hidden-layer network of width ``m_l`` and budget ``s_l`` (see
-        ``budget_split``) on the ReLU features of the layers before it (stage
-        1 on X) and keeps its hidden layer; the last stage's network ends the
-        model.  Only the active units' features are formed.  Deep networks
-        need sequential gates (with ``output_coupling="shared"`` for several
-        fused outputs); ``partial_fit``, ``warm_start`` and the budget path
-        support one hidden layer.  A joint IHT phase then refines all the
-        layers together under the whole budget (``joint_max_iter``).
-
-    budget_split : {"even", "proportional"} or array-like, default="even"
-        How ``n_nonzero_coefs`` (for a fraction: of the network's counted
-        size, see :ref:`budget`) is split across several hidden layers for
-        the layer-by-layer stages: evenly (the paper's ``s/L``), in
-        proportion to each layer's counted size, or by the given positive
-        shares (one per hidden layer).  The joint phase may then move budget
-        between the layers.  Ignored for one hidden layer.
-
-    joint_max_iter : int, default=20
-        With several hidden layers: the most iterations of the joint phase
-        that follows the layer-by-layer stages.  Each iteration takes a
-        gradient step on every weight and bias of the active units (by
-        backpropagation through the current activation patterns), keeps the
-        ``n_nonzero_coefs`` largest counted parameters across all layers
-        (hard thresholding; units that can no longer reach the output give
-        their share to the next largest) and refits the weights on that
-        support by L-BFGS.  It stops after ``n_iter_no_change`` iterations
-        without a relative decrease of ``tol`` in the training objective
-        (in the validation loss with ``early_stopping``, whose best network
-        is kept).  Its L2 penalty is MLPClassifier's: ``alpha`` on every
-        layer's weights.  0 keeps the layer-by-layer network.  The default
-        was chosen on the two-layer phase diagram and the tabular benchmark
-        (see :ref:`deep`).  Ignored for one hidden layer.
+    {deep_parameters}
 
     gate_update : {"auto", "sequential", "fixed"}, default="auto"
         "sequential": every ``gate_update_period`` iterations the gate of
@@ -714,3 +680,4 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
 
 
 SparseMLPClassifier._stage_class = SparseMLPClassifier
+SparseMLPClassifier.__doc__ = with_deep_parameters(SparseMLPClassifier.__doc__, "MLPClassifier")

@@ -28,8 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize
 
-from ._budget import counts_output_weights
-from ._imp import _value_and_gradient
+from ._imp import _forward, _pruned, _value_and_gradient
 
 # Rows per chunk of the backpropagation: about this many values in the widest
 # layer (8 MiB), so that the few arrays of a chunk stay small against X.
@@ -80,8 +79,6 @@ class DeepObjective:
 
     def value(self, coefs, intercepts):
         """The objective alone (one forward pass)."""
-        from ._imp import _forward
-
         self.n_evaluations += 1
         value = self.loss.value(_forward(self.X, coefs, intercepts), self.Y, self.sw)
         if self.l2:
@@ -97,12 +94,12 @@ class _Network:
         self.coefs = [np.array(W, dtype=np.float64) for W in coefs]
         self.intercepts = [np.array(b, dtype=np.float64) for b in intercepts]
         n = len(self.coefs)
-        k = self.coefs[-1].shape[1]
-        # counted[i]: whether params[i] is counted (hidden weights and biases,
-        # output weights for several outputs); trainable[i]: whether it moves
-        # at all (no biases without fit_intercept).
-        self.counted = [i < n - 1 or counts_output_weights(k) for i in range(n)]
-        self.counted += [i < n - 1 and fit_intercept for i in range(n)]
+        sizes = [W.shape[0] for W in self.coefs] + [self.coefs[-1].shape[1]]
+        # counted[i]: whether params[i] is counted (the budget's definition,
+        # as IMP prunes); trainable[i]: whether it moves at all (no biases
+        # without fit_intercept, so theirs stay zero and count nothing).
+        where = set(_pruned(sizes))
+        self.counted = [(kind, i) in where for kind in (0, 1) for i in range(n)]
         self.trainable = [True] * n + [fit_intercept] * n
 
     @property
@@ -159,7 +156,7 @@ class _Network:
         out = [np.zeros(a.shape, dtype=bool) for a in params]
         for layer in range(n - 1):
             W, b, V = params[layer], params[n + layer], params[layer + 1]
-            dead = ~np.any(V != 0, axis=1) | (~np.any(W != 0, axis=0) & (b <= 0))
+            dead = _dead_units(W, b, V)
             for i, mask in ((layer, np.broadcast_to(dead, W.shape)), (n + layer, dead),
                             (layer + 1, np.broadcast_to(dead[:, None], V.shape))):
                 if self.counted[i]:
@@ -167,20 +164,26 @@ class _Network:
         return out
 
     def compact(self):
-        """The same function on the units that matter: units without an
-        outgoing weight, and units with neither incoming weights nor a bias
-        (always zero), are removed.  Returns ``(coefs, intercepts, kept)``,
+        """The same function on the units that matter: the units of
+        ``_dead_units`` are removed.  Returns ``(coefs, intercepts, kept)``,
         ``kept`` the positions of the first hidden layer's remaining units."""
         coefs, intercepts = list(self.coefs), list(self.intercepts)
         kept = None
         for layer in range(len(coefs) - 1):
             W, b, V = coefs[layer], intercepts[layer], coefs[layer + 1]
-            keep = np.any(V != 0, axis=1) & (np.any(W != 0, axis=0) | (b > 0))
+            keep = ~_dead_units(W, b, V)
             coefs[layer], intercepts[layer] = W[:, keep], b[keep]
             coefs[layer + 1] = V[keep]
             if kept is None:
                 kept = np.flatnonzero(keep)
         return coefs, intercepts, kept
+
+
+def _dead_units(W, b, V):
+    """Hidden units (weights in ``W``, biases ``b``, weights out ``V``) that
+    carry no signal to the output: no outgoing weight, or no incoming weight
+    and a bias <= 0 (always zero)."""
+    return ~np.any(V != 0, axis=1) | (~np.any(W != 0, axis=0) & (b <= 0))
 
 
 def _flatten(arrays, masks):

@@ -211,10 +211,11 @@ def _sync_gates(prob, point):
     else:
         # The gate of a unit with several outputs follows the leading left
         # singular vector of its q x k weight block, scaled by its singular value.
+        # (One batched call: the same LAPACK routine on each block.)
         U = np.empty((q, m))
-        for a in range(m):
-            u, svals, _ = np.linalg.svd(W[:, a, :], full_matrices=False)
-            U[:, a] = u[:, 0] * svals[0]
+        if m:
+            u, svals, _ = np.linalg.svd(W.transpose(1, 0, 2), full_matrices=False)
+            U[:] = (u[:, :, 0] * svals[:, :1]).T
     signs = np.empty(m)
     old_pos, had = sorted_lookup(layer.gates.units, active)
     signs[had] = layer.signs[old_pos[had]]

@@ -22,6 +22,9 @@ update; that of a factored unit is always ``1[X u_j >= 0]``.
 """
 
 import numpy as np
+from scipy.linalg.lapack import dpocon as _pocon
+from scipy.linalg.lapack import dpotrf as _potrf
+from scipy.linalg.lapack import dpotrs as _potrs
 
 from ._blocks import NetSpec
 from ._operator import decode, fused_spec, gradient_pass
@@ -42,7 +45,16 @@ def _eig_solve(G, rhs, rel_floor, mode="drop"):
     dropped (the minimum-norm solution); ``"floor"``: raised to that floor;
     ``"absolute"``: the eigenvalues' magnitudes, floored (a saddle-free Newton
     step for an indefinite Hessian).  None if the decomposition fails or G
-    has no positive scale."""
+    has no positive scale.
+
+    A well-conditioned positive definite ``G`` (reciprocal condition number
+    estimated above ``_CHOLESKY_RCOND``, far above every floor) is solved by
+    Cholesky instead: no eigenvalue is dropped or floored there, so the
+    answer is the same up to rounding, at a fraction of the cost."""
+    if mode != "absolute" and G.shape[0] > 1:
+        v = _cholesky_solve(G, rhs)
+        if v is not None:
+            return v
     try:
         evals, evecs = np.linalg.eigh(G)
     except np.linalg.LinAlgError:
@@ -58,6 +70,27 @@ def _eig_solve(G, rhs, rel_floor, mode="drop"):
         return V @ ((V.T @ rhs) / evals[keep])
     scale = np.abs(evals) if mode == "absolute" else evals
     return evecs @ ((evecs.T @ rhs) / np.maximum(scale, rel_floor * top))
+
+
+# Cholesky is used when LAPACK's estimate of the reciprocal condition number
+# (1-norm, within a factor of the size of the 2-norm one) is above this.
+_CHOLESKY_RCOND = 1e-6
+
+
+def _cholesky_solve(G, rhs):
+    """``G^{-1} rhs`` by Cholesky when ``G`` is positive definite and well
+    conditioned (see ``_CHOLESKY_RCOND``); None otherwise."""
+    G = np.asarray(G, dtype=np.float64)
+    if not np.all(np.isfinite(G)):
+        return None
+    c, info = _potrf(G, lower=False, clean=False, overwrite_a=False)
+    if info != 0:
+        return None
+    rcond, info = _pocon(c, np.abs(G).sum(axis=0).max())
+    if info != 0 or not rcond > _CHOLESKY_RCOND:
+        return None
+    x, info = _potrs(c, np.asarray(rhs, dtype=np.float64))
+    return x if info == 0 else None
 
 
 class FusedLayer:

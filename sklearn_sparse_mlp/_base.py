@@ -23,7 +23,8 @@ from ._blocks import TILE, RowBlocks
 from ._budget import counted_name, counted_size, counts_output_weights, resolve_budget
 from ._export import path_importances
 from ._gates import Gates
-from ._iht import Control, IHTResult, Monitor, Problem, Stopping, fit_full, fit_minibatch, partial_step
+from ._iht import (AlphaSelection, Control, IHTResult, Monitor, Problem, Stopping, fit_full, fit_minibatch,
+                   partial_step)
 from ._layers import FusedLayer, factor_fused
 
 
@@ -153,7 +154,7 @@ class BaseSparseMLP(BaseEstimator):
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
-        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "alpha": [StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_refine_steps": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -182,7 +183,7 @@ class BaseSparseMLP(BaseEstimator):
         batch_size=None,
         max_iter=100,
         tol=1e-4,
-        alpha=1.0,
+        alpha="auto",
         n_iter_no_change=5,
         early_stopping=False,
         validation_fraction=0.1,
@@ -318,7 +319,8 @@ class BaseSparseMLP(BaseEstimator):
         s = resolve_budget(self.n_nonzero_coefs if budget is None else budget, *self._counted(d, k, coupling))
         gate_mode = self._gate_mode(k, coupling)
         signature = (d, k, p, bool(self.fit_intercept), self.gate_n_features, coupling, gate_mode)
-        if reuse and hasattr(self, "_layer") and getattr(self, "_signature", None) == signature:
+        self._reused = bool(reuse and hasattr(self, "_layer") and getattr(self, "_signature", None) == signature)
+        if self._reused:
             seed, layer, b0 = self._seed, self._layer, self._intercept
             if layer.kind == "fused" and gate_mode != "sequential":
                 layer = FusedLayer(p, q, k, layer.idx, layer.val, Gates(seed, q, self.fit_intercept,
@@ -374,7 +376,7 @@ class BaseSparseMLP(BaseEstimator):
             d, k, sw = blocks.d, blocks.k, None
         budgets = [None] if path is None else list(path[0])
         p, q, s, layer, b0, ctl = self._setup(d, k, coupling, self.warm_start, budgets[0])
-        alpha = float(self.alpha)
+        alpha = self._alpha_start()
         monitor = None
         if self.early_stopping:
             X, Y, sw, monitor = self._validation_split(X, Y, sw, loss, stratify, absolute_tol)
@@ -406,9 +408,19 @@ class BaseSparseMLP(BaseEstimator):
                 if monitor is not None:
                     monitor.restart()
             fused = self._solve(X, Y, sw, prob, layer, b0, ctl, stop, monitor, loss, coupling, s, t_start)
+            # A path's next budget starts from this budget's penalty.
+            prob = prob.with_penalty(self.alpha_ / blocks.weight_total)
             if path is not None:
                 path[1](i)
         return self
+
+    def _alpha_start(self):
+        """The L2 strength a fit starts from: ``alpha``; with "auto", 1.0 (then
+        chosen during the fit), or the previous fit's ``alpha_`` when it
+        continues that fit (warm start, partial_fit)."""
+        if self.alpha != "auto":
+            return float(self.alpha)
+        return float(getattr(self, "alpha_", 1.0)) if getattr(self, "_reused", False) else 1.0
 
     def _solve(self, X, Y, sw, prob, layer, b0, ctl, stop, monitor, loss, coupling, s, t_start):
         """Run the solver from ``layer`` and set the fitted attributes.
@@ -416,14 +428,16 @@ class BaseSparseMLP(BaseEstimator):
         Returns the fused stage's ``(layer, intercept, control)`` with shared
         coupling (None otherwise): where a path continues from."""
         n, q = prob.blocks.n, layer.q
-        alpha = float(self.alpha)
+        alpha = prob.penalty * prob.blocks.weight_total
+        select = AlphaSelection(alpha) if self.alpha == "auto" else None
         t_solver = time.perf_counter()
         polish_s = 0.0
         fused_state = None
         with thread_limits(self.n_jobs):
             if layer.kind == "fused":
                 if self.batch_size is None or self.batch_size >= n:
-                    result = fit_full(prob, layer, b0, ctl, stop, monitor)
+                    result = fit_full(prob, layer, b0, ctl, stop, monitor, select)
+                    prob = result.problem
                 else:
                     batch_size = self.batch_size
 
@@ -450,6 +464,7 @@ class BaseSparseMLP(BaseEstimator):
             else:
                 result = fit_full(prob, layer, b0, ctl, stop, monitor)
         polish_s += result.polish_seconds
+        self.alpha_ = float(prob.penalty * prob.blocks.weight_total)
         # Where the fit's time went (benchmarks/speed.py reports it): set-up
         # (checks, row blocks), the iterations, the final polish.
         self._fit_seconds = dict(setup=t_solver - t_start,
@@ -557,7 +572,8 @@ class BaseSparseMLP(BaseEstimator):
                 f"with {self._signature[0]} features and {self._signature[1]} outputs."
             )
         p, q, s, layer, b0, ctl = self._setup(d, k, coupling, not first)
-        alpha = float(self.alpha)
+        alpha = self._alpha_start()
+        self.alpha_ = alpha
         batch = n if self.batch_size is None else min(self.batch_size, n)
         total_loss, total_weight = 0.0, 0.0
         with thread_limits(self.n_jobs):
@@ -680,6 +696,7 @@ class BaseSparseMLP(BaseEstimator):
         self.loss_ = float(last.loss_)
         self.n_layers_ = len(coefs) + 1
         self.stage_budgets_ = np.asarray(budgets)
+        self.alpha_ = float(last.alpha_)  # the joint phase's penalty too
         self.n_joint_iter_ = 0
         if hasattr(last, "validation_loss_curve_"):
             self.validation_loss_curve_ = list(last.validation_loss_curve_)
@@ -716,7 +733,7 @@ class BaseSparseMLP(BaseEstimator):
             monitor = held_out.value
             X, Y, sw = X[train], Y[train], _rows(sw, train)
         total = X.shape[0] if sw is None else float(np.sum(sw))
-        obj = DeepObjective(X, Y, sw, loss, float(self.alpha) / total)
+        obj = DeepObjective(X, Y, sw, loss, float(last.alpha_) / total)
         with thread_limits(self.n_jobs):
             return joint_iht(obj, coefs, intercepts, n_keep, fit_intercept=bool(self.fit_intercept),
                              max_iter=self.joint_max_iter, tol=self.tol,

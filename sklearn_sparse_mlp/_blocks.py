@@ -42,11 +42,14 @@ from ._losses import (
     LOGISTIC,
     SOFTMAX,
     SQUARED,
+    row_loss,
     row_probabilities,
     hessian_rows,
     hessian_rows_serial,
     intercept_sums,
     intercept_sums_serial,
+    working_sums,
+    working_sums_serial,
     loss_sums,
     loss_sums_serial,
     newton_intercept,
@@ -677,6 +680,101 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, nee
                 Ct[j] += Cb[j]
 
 
+@njit(cache=True, parallel=True)
+def _alo_sums(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit, fb_ptr, fb_idx, feat_ptr, f_col,
+              f_val, col_unit, gstart, group_out, out_group, Qt, q_off, abar, WQ, invd, zbar, s0inv, kind, F, b, Y,
+              sw, unit, Lp):
+    """Per block, for each penalty ``c`` (a row of ``WQ`` and ``invd``): the
+    approximate leave-one-out loss ``sum_i sw_i l(eta_i + u g_i q_i /
+    (1 - u v_i q_i), Y_i)`` of the penalised working least squares on the
+    support (see ``FusedLayer.alo``); ``u`` is the normalised weight of one
+    sample, so that a row of weight 2 counts as two rows left out one at a
+    time (weighting a sample equals repeating it).
+
+    Base column u (a first-layer entry, ``D[b_unit[u]] x_f``) belongs to the
+    group of ``gstart`` that holds it, the group of output ``group_out[g]``;
+    ``Qt[q_off[g]:]`` holds that group's eigenvectors (transposed, S_g x S_g,
+    row-major), ``abar`` the columns' weighted means.  In eigen-coordinates
+    ``t = Q^T (a_i - abar)`` the refit's output is ``zbar + t . WQ[c]`` and the
+    leverage ``q = 1 / S0 + sum t^2 invd[c]``; ``g`` is the loss's gradient at
+    the refit, ``v`` the curvature at the current outputs ``F + b``."""
+    d = _n_features(Xs)
+    m = u_slot.shape[0]
+    S = b_unit.shape[0]
+    k = F.shape[1]
+    n_c = WQ.shape[0]
+    n_g = group_out.shape[0]
+    for blk in prange(starts.shape[0] - 1):
+        acc = np.zeros(n_c)
+        AT = np.empty((S, TILE))
+        Ac = np.empty((S, TILE))
+        T = np.empty((S, TILE))
+        DT = np.empty((m, TILE), dtype=np.uint8)
+        Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
+        XT = _xt_buffer(Xs)
+        HidT = np.empty((col_unit.shape[0], TILE))
+        b_hcol = np.full(S, -1, dtype=np.int64)
+        f = np.empty(k)
+        P = np.empty(k)
+        v = np.empty(k)
+        eta = np.empty(k)
+        q = np.empty(k)
+        loo = np.empty(k)
+        for i0 in range(starts[blk], starts[blk + 1], TILE):
+            i1 = min(starts[blk + 1], i0 + TILE)
+            nb = i1 - i0
+            _tile_transpose(Xs, i0, i1, XT)
+            _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
+            _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, 0, S, fb_ptr, fb_idx, False,
+                        feat_ptr, f_col, f_val, col_unit, HidT, AT)
+            for u in range(S):
+                for i in range(nb):
+                    Ac[u, i] = AT[u, i] - abar[u]
+            for g in range(n_g):
+                u0 = gstart[g]
+                Sg = gstart[g + 1] - u0
+                Qg = Qt[q_off[g]: q_off[g] + Sg * Sg].reshape((Sg, Sg))
+                T[u0:u0 + Sg, :nb] = np.dot(Qg, np.ascontiguousarray(Ac[u0:u0 + Sg, :nb]))
+            for i in range(nb):
+                r = i0 + i
+                w = weight(sw, r)
+                if w == 0.0:
+                    continue
+                outputs_row(F, b, r, f)
+                if kind == SQUARED:
+                    for l in range(k):
+                        v[l] = 1.0
+                else:
+                    row_probabilities(kind, f, P)
+                    for l in range(k):
+                        v[l] = max(P[l] * (1.0 - P[l]), 1e-12)
+                for c in range(n_c):
+                    for l in range(k):
+                        eta[l] = zbar[l]
+                        q[l] = s0inv[l]
+                        g = out_group[l]
+                        if g >= 0:
+                            e_acc = 0.0
+                            q_acc = 0.0
+                            for u in range(gstart[g], gstart[g + 1]):
+                                t = T[u, i]
+                                e_acc += t * WQ[c, u]
+                                q_acc += t * t * invd[c, u]
+                            eta[l] += e_acc
+                            q[l] += q_acc
+                    if kind == SQUARED:
+                        for l in range(k):
+                            P[l] = eta[l]
+                    else:
+                        row_probabilities(kind, eta, P)
+                    for l in range(k):
+                        den = max(1.0 - unit * v[l] * q[l], 1e-3)
+                        loo[l] = eta[l] + unit * (P[l] - Y[r, l]) * q[l] / den
+                    acc[c] += w * row_loss(kind, loo, Y[r])
+        for c in range(n_c):
+            Lp[blk, c] = acc[c]
+
+
 @njit(cache=True)
 def _reduce_panels(task_g, task_c0, task_c1, task_off, task_voff, gstart, Gp, Bp, Cp, G, Bv, Cv):
     """Add the tasks' partial sums of ``_normal_equations`` into G, Bv, Cv in
@@ -919,6 +1017,7 @@ _support_gradient_serial = serial_kernel(_support_gradient)
 _unit_gradient_serial = serial_kernel(_unit_gradient)
 _normal_equations_serial = serial_kernel(_normal_equations)
 _newton_matrix_serial = serial_kernel(_newton_matrix)
+_alo_sums_serial = serial_kernel(_alo_sums)
 _pattern_keys_serial = serial_kernel(_pattern_keys)
 _sign_scores_serial = serial_kernel(_sign_scores)
 
@@ -1173,6 +1272,17 @@ class RowBlocks:
         kernel(kind, F, np.asarray(b, dtype=np.float64), self.Y, self.sw, self.starts, L, G, H)
         return float(ordered_sum(L)), ordered_sum(G), ordered_sum(H)
 
+    def working_moments(self, kind, F, b, shift):
+        """Sums of the loss's working response at ``F + b`` (see
+        ``_losses.working_sums``): ``(sum v, sum v (z - shift),
+        sum v (z - shift)^2)``, each (k,)."""
+        k = F.shape[1]
+        S = [np.empty((self.n_blocks, k)) for _ in range(3)]
+        kernel = _pick(working_sums, working_sums_serial, self.n_blocks)
+        kernel(kind, F, np.asarray(b, dtype=np.float64), self.Y, self.sw, self.starts,
+               np.asarray(shift, dtype=np.float64), *S)
+        return tuple(ordered_sum(a) for a in S)
+
     def residual(self, kind, F, b):
         """``R = dL/dF`` at ``F + b`` (n x k): an opaque handle for the gradients."""
         R = np.empty_like(F)
@@ -1368,6 +1478,28 @@ class RowBlocks:
                np.ascontiguousarray(b_out, dtype=np.int64), Gp, Bp, Cp)
         _reduce_panels(task_g, task_c0, task_c1, task_off, task_voff, gstart, Gp, Bp, Cp, G, Bv, Cv)
         return G, Bv, Cv
+
+    def alo_sums(self, spec, b_unit, b_feat, gstart, group_out, Qt, q_off, abar, WQ, invd, zbar, s0inv,
+                 kind, F, b):
+        """Approximate leave-one-out losses of penalised refits on a support
+        (one per row of ``WQ``; see ``_alo_sums``): (n_penalties,)."""
+        S = b_unit.shape[0]
+        b_unit = np.ascontiguousarray(b_unit, dtype=np.int64)
+        fb_ptr, fb_idx = self._bases(np.asarray(b_feat, dtype=np.int64), np.full(S, -1, dtype=np.int64))
+        out_group = np.full(F.shape[1], -1, dtype=np.int64)
+        out_group[np.asarray(group_out, dtype=np.int64)] = np.arange(len(group_out))
+        pat = self.patterns(spec.units, spec.gates)
+        ptr, col, val, _ = spec.by_feature(self.q)
+        Lp = np.zeros((self.n_blocks, WQ.shape[0]))
+        kernel = _pick(_alo_sums, _alo_sums_serial, self.n_blocks)
+        kernel(self.Xs, self.starts, self.has_bias, *pat, b_unit, np.ascontiguousarray(fb_ptr[0]), fb_idx,
+               ptr, col, val, spec.col_unit, np.asarray(gstart, dtype=np.int64),
+               np.asarray(group_out, dtype=np.int64), out_group, np.ascontiguousarray(Qt, dtype=np.float64),
+               np.asarray(q_off, dtype=np.int64), np.ascontiguousarray(abar, dtype=np.float64),
+               np.ascontiguousarray(WQ, dtype=np.float64), np.ascontiguousarray(invd, dtype=np.float64),
+               np.asarray(zbar, dtype=np.float64), np.asarray(s0inv, dtype=np.float64), kind, F,
+               np.asarray(b, dtype=np.float64), self.Y, self.sw, 1.0 / self.weight_total, Lp)
+        return ordered_sum(Lp)
 
     def newton_matrix(self, spec, b_unit, b_feat, b_hcol, coef, kind, F, b):
         """``(sum_i J_i^T H_i J_i, sum_i J_i^T H_i)`` for the Jacobian columns

@@ -82,14 +82,25 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         (two classes) both give the same kind of network.  "auto": "shared"
         for several outputs, "fused" for one.
 
-    alpha : float, default=1.0
+    alpha : "auto" or float, default="auto"
         Strength of the L2 penalty ``alpha / (2 n_samples) * ||w||^2`` on the
         nonzero weights (scaled like MLPClassifier's ``alpha``; with sample
-        weights, ``n_samples`` is their sum).  It keeps the weights finite on
-        separable data, where the unpenalised logistic loss has no minimiser.
-        The default is larger than MLPClassifier's 1e-4: with 1e-4 the
-        sparse network overfitted the bundled data sets (digits: 0.935 CV
-        accuracy against 0.975 with 1.0, ``benchmarks/bench_classifier.py``).
+        weights, ``n_samples`` is their sum).  It also keeps the weights
+        finite on separable data, where the unpenalised logistic loss has no
+        minimiser.  "auto" chooses it on the data during the fit
+        (``alpha_``): the fit starts at 1.0; after 10 iterations (or when it
+        would stop earlier) each ``alpha`` of ``np.logspace(-4, 4, 33)`` is
+        scored by the approximate leave-one-out log loss (Rad & Maleki, 2020)
+        of the penalised Newton refit on the current support at its
+        activation patterns, and the fit continues with the best.  On
+        ``benchmarks/tabular.py`` (3-fold CV, budget 10%) make_moons scores
+        0.936 with "auto" against 0.912 with 1.0, breast_cancer 0.974
+        against 0.972, the other sets within a sample or two.  With several
+        classes and the "shared" coupling the choice is made in the fused
+        stage and kept in the shared one.  Skipped (1.0 kept) when the
+        support's normal equations would cost more than ``2e10``
+        multiply-adds or the support has more than 4000 weights, for
+        ``batch_size`` and for ``partial_fit``.  A float is used as given.
 
     {deep_parameters}
 
@@ -212,7 +223,11 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         ``partial_fit``).
 
     loss_ : float
-        Final loss (mean over samples, weighted).
+        Final loss (mean over samples, weighted), plus the penalty.
+
+    alpha_ : float
+        The L2 strength of the fitted network: ``alpha``, or the value
+        chosen by ``alpha="auto"``.
 
     loss_curve_ : list of float
         Loss after each iteration.
@@ -278,7 +293,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         "loss": [StrOptions({"log_loss", "squared_error"})],
         "class_weight": [None, dict, StrOptions({"balanced"})],
         "output_coupling": [StrOptions({"auto", "fused", "shared"})],
-        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "alpha": [StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="left")],
         "gate_update": [StrOptions({"auto", "sequential", "fixed"})],
     }
 
@@ -289,7 +304,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         loss="log_loss",
         class_weight=None,
         output_coupling="auto",
-        alpha=1.0,
+        alpha="auto",
         hidden_layer_sizes=(100,),
         budget_split="even",
         joint_max_iter=20,

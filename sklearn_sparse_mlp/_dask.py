@@ -383,6 +383,10 @@ class DaskRowBlocks:
         # Outputs always have the problem's k columns (the network's outputs).
         return newton_intercept(kind, lambda b: self.intercept_stats(kind, F, b), self.k, b0)
 
+    def working_moments(self, kind, F, b, shift):
+        return self._sum("working_moments", kind, F, np.asarray(b, dtype=np.float64),
+                         np.asarray(shift, dtype=np.float64))
+
     def residual(self, kind, F, b):
         return self._handle("residual", kind, F, np.asarray(b, dtype=np.float64))
 
@@ -439,6 +443,11 @@ class DaskRowBlocks:
     def newton_matrix(self, spec, b_unit, b_feat, b_hcol, coef, kind, F, b):
         return self._sum("newton_matrix", spec, b_unit, b_feat, b_hcol, coef, kind, F,
                          np.asarray(b, dtype=np.float64))
+
+    def alo_sums(self, spec, b_unit, b_feat, gstart, group_out, Qt, q_off, abar, WQ, invd, zbar, s0inv,
+                 kind, F, b):
+        return self._sum("alo_sums", spec, b_unit, b_feat, gstart, group_out, Qt, q_off, abar, WQ, invd, zbar,
+                         s0inv, kind, F, np.asarray(b, dtype=np.float64))
 
     def intercept_hessian(self, kind, F, b):
         return self._sum("intercept_hessian", kind, F, np.asarray(b, dtype=np.float64))

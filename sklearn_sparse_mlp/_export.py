@@ -9,6 +9,12 @@ import copy
 import numpy as np
 
 
+def _alpha(est):
+    """The L2 strength of the fitted estimator (``alpha_`` when chosen)."""
+    alpha = getattr(est, "alpha_", getattr(est, "alpha", 1e-4))
+    return float(alpha) if alpha != "auto" else 1.0
+
+
 def path_importances(coefs):
     """Feature importances of a network given by its weight matrices.
 
@@ -56,7 +62,7 @@ def mlp_regressor(est, coefs, intercepts):
     """A fitted MLPRegressor computing the network ``(coefs, intercepts)``."""
     from sklearn.neural_network import MLPRegressor
 
-    mlp = MLPRegressor(activation="relu", alpha=float(getattr(est, "alpha", 1e-4)),
+    mlp = MLPRegressor(activation="relu", alpha=_alpha(est),
                        random_state=getattr(est, "random_state", None))
     return _mlp_attributes(mlp, est, coefs, intercepts, "identity")
 
@@ -72,7 +78,7 @@ def mlp_classifier(est, coefs, intercepts, binarizer, out_activation):
             "sigmoid or a softmax, while a network fitted with loss='squared_error' clips its "
             "outputs. Fit with loss='log_loss' to export."
         )
-    mlp = MLPClassifier(activation="relu", alpha=float(getattr(est, "alpha", 1e-4)),
+    mlp = MLPClassifier(activation="relu", alpha=_alpha(est),
                         random_state=getattr(est, "random_state", None))
     _mlp_attributes(mlp, est, coefs, intercepts, out_activation)
     mlp._label_binarizer = copy.deepcopy(binarizer)

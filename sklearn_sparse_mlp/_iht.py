@@ -75,6 +75,7 @@ class IHTResult:
     stop_reason: str
     loss: float
     polish_seconds: float = 0.0
+    problem: object = None  # the Problem the network was fitted on (its penalty)
 
 
 @dataclass
@@ -104,6 +105,10 @@ class Problem:
         self.fit_intercept = bool(fit_intercept)
         self.penalty = float(penalty)
         self.k = blocks.k
+
+    def with_penalty(self, penalty):
+        """The same loss on the same blocks with another L2 strength."""
+        return Problem(self.blocks, self.loss, self.fit_intercept, penalty)
 
     def evaluate(self, layer, b0):
         """The Point of ``layer``, its intercept re-solved from ``b0``."""
@@ -639,11 +644,60 @@ def _report(stop, it, point, mu):
                       f"active neurons = {units}, step = {mu:.3g}")
 
 
-def fit_full(prob, layer, b0, ctl, stop, monitor=None):
+# alpha="auto": the grid searched, the iterations before the choice, and the
+# largest support solve it may cost (n x S^2 multiply-adds, S the support).
+ALPHA_GRID = np.logspace(-4, 4, 33)
+ALPHA_WARMUP = 10
+ALPHA_MAX_COST = 2e10
+ALPHA_MAX_SUPPORT = 4000
+
+
+class AlphaSelection:
+    """``alpha="auto"``: the L2 strength chosen on the data during the fit.
+
+    The fit starts at ``alpha`` (1.0).  After ``warmup`` iterations (or when
+    a stopping rule ends the fit before), every ``alpha`` of ``grid`` is
+    scored by the approximate leave-one-out loss of the penalised refit on
+    the current support at its activation patterns (``FusedLayer.alo``),
+    and the fit continues with the best one (stopping rules reset).  The
+    choice is made once.  Skipped (``alpha`` kept) when the support's solve
+    would cost more than ``max_cost``: with that many rows per weight the
+    penalty barely matters.
+    """
+
+    def __init__(self, alpha=1.0, grid=ALPHA_GRID, warmup=ALPHA_WARMUP, max_cost=ALPHA_MAX_COST,
+                 max_support=ALPHA_MAX_SUPPORT):
+        self.alpha, self.grid, self.warmup = float(alpha), np.asarray(grid, dtype=np.float64), int(warmup)
+        self.max_cost, self.max_support = float(max_cost), int(max_support)
+        self.done = False
+        self.scores = None
+
+    def affordable(self, prob, layer):
+        S = layer.nnz
+        return layer.kind == "fused" and 0 < S <= self.max_support and prob.blocks.n * S * S <= self.max_cost
+
+    def choose(self, prob, point):
+        """The Problem to continue on, or None to continue on ``prob``."""
+        self.done = True
+        if not self.affordable(prob, point.layer):
+            return None
+        scores = point.layer.alo(prob, point, self.grid)
+        if scores is None or not np.any(np.isfinite(scores)):
+            return None
+        self.scores = scores
+        best = float(self.grid[int(np.argmin(np.where(np.isfinite(scores), scores, np.inf)))])
+        if best == self.alpha:
+            return None
+        self.alpha = best
+        return prob.with_penalty(best / prob.blocks.weight_total)
+
+
+def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None):
     """IHT steps on all the data until a stopping rule, then the polish.
 
     ``monitor``: early stopping on held-out rows (see Monitor); the best
-    network on them is returned."""
+    network on them is returned.  ``select``: an AlphaSelection (the penalty
+    chosen during the fit); the result's ``problem`` has the final one."""
     point = prob.evaluate(layer.truncate(ctl.s), b0)
     L_init = point.L
     eps = np.finfo(prob.blocks.dtype).eps
@@ -677,32 +731,49 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None):
         if not np.isfinite(point.L):
             reason = "non-finite loss"
             break
-        if point.L <= L_init * (100 * eps) ** 2:
-            converged, reason = True, "loss at machine precision"
+        reason = _stop_reason(stop, point, L_init, eps, tol_rule, L_prev, monitor, ctl, res, stable, no_gain)
+        if select is not None and not select.done and (reason is not None or it >= min(select.warmup, stop.max_iter)):
+            new_prob = select.choose(prob, point)
+            if new_prob is not None:
+                # The objective changed: its value at the current network,
+                # and the stopping rules and step size start afresh.
+                prob = new_prob
+                point = prob.evaluate(point.layer, point.b)
+                L_init = point.L
+                best_synced, best_L, no_gain = None, np.inf, 0
+                tol_rule = ToleranceRule(stop.tol, stop.absolute_tol, stop.n_iter_no_change)
+                stable, ctl.mu_prev, reason = 0, None, None
+                if stop.verbose:
+                    stop.print_fn(f"alpha = {select.alpha:.3g} (approximate leave-one-out), loss = {point.L:.8g}")
+        if reason is not None:
+            converged = reason != "max_iter"
             break
-        if tol_rule.update(L_prev, point.L):
-            converged, reason = True, "tol"
-            break
-        watched = None if monitor is None else _monitored(ctl, point, res)
-        if watched is not None and monitor.update(watched):
-            converged, reason = True, "validation loss"
-            break
-        if stable >= stop.n_iter_no_change:
-            converged, reason = True, "stable support"
-            break
-        if stop.absolute_tol and no_gain >= stop.n_iter_no_change:
-            converged, reason = True, "no improvement after gate updates"
-            break
-        if not res.accepted and point.L == L_prev and res.synced is None:
-            converged, reason = True, "no decrease"  # the next step would be the same
-            break
+        reason = "max_iter"
     t_polish = time.perf_counter()
     if np.isfinite(point.L):
         point = polish(prob, point, ctl, best_synced)
     if monitor is not None:
         point = monitor.choose(point)
     return IHTResult(point.layer, point.b, loss_curve, it, converged, reason, point.L,
-                     time.perf_counter() - t_polish)
+                     time.perf_counter() - t_polish, prob)
+
+
+def _stop_reason(stop, point, L_init, eps, tol_rule, L_prev, monitor, ctl, res, stable, no_gain):
+    """The stopping rule that ends the fit after this iteration, or None."""
+    if point.L <= L_init * (100 * eps) ** 2:
+        return "loss at machine precision"
+    if tol_rule.update(L_prev, point.L):
+        return "tol"
+    watched = None if monitor is None else _monitored(ctl, point, res)
+    if watched is not None and monitor.update(watched):
+        return "validation loss"
+    if stable >= stop.n_iter_no_change:
+        return "stable support"
+    if stop.absolute_tol and no_gain >= stop.n_iter_no_change:
+        return "no improvement after gate updates"
+    if not res.accepted and point.L == L_prev and res.synced is None:
+        return "no decrease"  # the next step would be the same
+    return None
 
 
 def _monitored(ctl, point, res):

@@ -269,6 +269,72 @@ class FusedLayer:
                 dv[perm[sel]] = -step
         return dv
 
+    def alo(self, prob, point, alphas):
+        """Approximate leave-one-out loss of the L2 penalty ``alpha`` on the support.
+
+        At fixed activation patterns the network is linear in its weights on
+        the support; the loss is replaced by its quadratic (IRLS) model at
+        ``point``, weighted least squares of the working response with
+        weights ``v = sw h`` (the targets and the sample weights for the
+        squared loss), one system per output.  For each ``alpha``
+        (MLPRegressor's scaling: ``alpha / n_samples`` per unit of normalised
+        sample weight) the penalised refit and its leverages give each row's
+        leave-one-out output by the one-step formula of Rad & Maleki (2020),
+        ``eta_i + u g_i q_i / (1 - u v_i q_i)`` (``u`` the normalised weight
+        of one sample: a weighted row is left out one unit of weight at a
+        time, as its repeats would be), exact for the squared loss (PRESS);
+        the loss of those outputs is returned (len(alphas)), or None without
+        a support.
+        """
+        if self.idx.size == 0:
+            return None
+        blocks = prob.blocks
+        k = self.k
+        W = prob.hessian_weights(point)
+        pos, feat, hcol, out = self._bases()
+        perm = np.argsort(out, kind="stable")
+        present, groups = np.unique(out[perm], return_inverse=True)
+        groups = groups.astype(np.int64).ravel()
+        spec = self.spec()
+        G, _, C = blocks.normal_equations(spec, pos[perm], feat[perm], hcol[perm], blocks.columns(W, present),
+                                          out[perm], groups)
+        g, _ = blocks.support_gradient(spec, prob.residual(point))  # the loss's, no penalty
+        S0, S1, _ = blocks.working_moments(prob.kind, point.F, point.b, np.zeros(k))
+        if prob.fit_intercept:
+            zbar = S1 / np.maximum(S0, 1e-300)
+            s0inv = 1.0 / np.maximum(S0, 1e-300)
+        else:
+            zbar, s0inv = np.zeros(k), np.zeros(k)
+        b = np.asarray(point.b, dtype=np.float64)
+        bounds = np.searchsorted(groups, np.arange(present.size + 1)).astype(np.int64)
+        S = perm.size
+        abar = np.zeros(S)
+        evals = np.zeros(S)
+        Bq = np.zeros(S)
+        Qt, q_off = [], [0]
+        for gi, l in enumerate(present):
+            sel = slice(bounds[gi], bounds[gi + 1])
+            Gl, Cl = G[sel, sel], C[sel]
+            Bl = Gl @ self.val[perm[sel]] + Cl * b[l] - g[perm[sel]]
+            if prob.fit_intercept:
+                abar[sel] = Cl * s0inv[l]
+                Gl = Gl - np.outer(Cl, Cl) * s0inv[l]
+                Bl = Bl - Cl * zbar[l]
+            try:
+                e, Q = np.linalg.eigh(0.5 * (Gl + Gl.T))
+            except np.linalg.LinAlgError:
+                return None
+            evals[sel] = np.maximum(e, 0.0)
+            Bq[sel] = Q.T @ Bl
+            Qt.append(np.ascontiguousarray(Q.T).ravel())
+            q_off.append(q_off[-1] + Q.size)
+        pen = np.asarray(alphas, dtype=np.float64)[:, None] / blocks.weight_total
+        invd = 1.0 / (evals[None, :] + pen)
+        WQ = Bq[None, :] * invd
+        return blocks.alo_sums(spec, pos[perm], feat[perm], bounds, present, np.concatenate(Qt),
+                               np.array(q_off[:-1], dtype=np.int64), abar, WQ, invd, zbar, s0inv, prob.kind,
+                               point.F, b)
+
     def _refine_newton(self, prob, point, n_steps):
         # Damped Newton steps on the support for a smooth convex loss, with
         # an Armijo backtracking line search; the intercept is re-solved at

@@ -250,7 +250,46 @@ def intercept_sums(kind, F, b, Y, sw, starts, L, G, H):
                 H[t, l, m] = h[l, m]
 
 
+@njit(cache=True, parallel=True)
+def working_sums(kind, F, b, Y, sw, starts, shift, S0, S1, S2):
+    """Per block and output: the sums of the working (IRLS) response
+    ``z = F + b - g / h`` of the loss's quadratic model at ``F + b`` (``g``
+    the gradient and ``h`` the diagonal curvature of a row, ``z = Y`` for
+    the squared loss), with weights ``v = sw h``: ``S0 = sum v``,
+    ``S1 = sum v (z - shift)``, ``S2 = sum v (z - shift)^2``."""
+    k = F.shape[1]
+    for t in prange(starts.shape[0] - 1):
+        f = np.empty(k)
+        P = np.empty(k)
+        a0 = np.zeros(k)
+        a1 = np.zeros(k)
+        a2 = np.zeros(k)
+        for i in range(starts[t], starts[t + 1]):
+            w = weight(sw, i)
+            if w == 0.0:
+                continue
+            outputs_row(F, b, i, f)
+            if kind != SQUARED:
+                row_probabilities(kind, f, P)
+            for l in range(k):
+                if kind == SQUARED:
+                    h = 1.0
+                    z = Y[i, l]
+                else:
+                    h = max(P[l] * (1.0 - P[l]), 1e-12)
+                    z = f[l] - (P[l] - Y[i, l]) / h
+                r = z - shift[l]
+                a0[l] += w * h
+                a1[l] += w * h * r
+                a2[l] += w * h * r * r
+        for l in range(k):
+            S0[t, l] = a0[l]
+            S1[t, l] = a1[l]
+            S2[t, l] = a2[l]
+
+
 loss_sums_serial = serial_kernel(loss_sums)
+working_sums_serial = serial_kernel(working_sums)
 residual_rows_serial = serial_kernel(residual_rows)
 hessian_rows_serial = serial_kernel(hessian_rows)
 intercept_sums_serial = serial_kernel(intercept_sums)

@@ -236,3 +236,16 @@ def test_low_dimensional_nonlinear_data_use_the_budget():
     clf = SparseMLPClassifier(30, hidden_layer_sizes=(100,), random_state=0).fit(Xtr, ytr)
     assert clf.n_nonzero_ >= 27
     assert clf.score(Xte, yte) > 0.95
+
+
+def test_alpha_auto_is_chosen_and_exported():
+    """alpha="auto" sets alpha_ (a grid value), used by to_mlp; a float is kept."""
+    from sklearn.datasets import make_moons
+
+    from sklearn_sparse_mlp._iht import ALPHA_GRID
+
+    X, y = make_moons(n_samples=400, noise=0.25, random_state=0)
+    clf = SparseMLPClassifier(30, hidden_layer_sizes=(20,), random_state=0).fit(X, y)
+    assert np.any(np.isclose(clf.alpha_, ALPHA_GRID))
+    assert clf.to_mlp().alpha == clf.alpha_
+    assert SparseMLPClassifier(30, hidden_layer_sizes=(20,), alpha=2.0, random_state=0).fit(X, y).alpha_ == 2.0

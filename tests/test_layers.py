@@ -96,3 +96,71 @@ def test_top_s_breaks_ties_by_key():
     keys = np.array([10, 4, 2, 7, 1])
     assert top_s(values, keys, 1).tolist() == [2]  # |3| twice: key 2 before key 4
     assert top_s(values, keys, 4).tolist() == [1, 2, 3, 4]  # |1| twice: key 1 before key 10
+
+
+def _explicit_alo(layer, X, Y, point, kind, alphas):
+    """The approximate leave-one-out loss of ``FusedLayer.alo`` from the
+    explicitly built support columns (dense linear algebra, one system per
+    output): a slow independent implementation."""
+    from scipy.special import expit, logsumexp, softmax
+
+    from sklearn_sparse_mlp._operator import decode
+
+    n = X.shape[0]
+    active, pos, feat, out = decode(layer.idx, layer.q, layer.k)
+    Xt = np.hstack([X, np.ones((n, 1))])
+    D = Xt @ layer.gates(active) >= 0
+    A = np.stack([D[:, pos[e]] * Xt[:, feat[e]] for e in range(pos.size)], axis=1)
+    sw = np.full(n, 1.0 / n)
+    eta0 = point.F + point.b
+    probs = {0: lambda e: e, 1: expit, 2: lambda e: softmax(e, axis=1)}[kind]
+    P0 = probs(eta0)
+    v = np.ones_like(eta0) if kind == 0 else np.maximum(P0 * (1 - P0), 1e-12)
+    z = Y if kind == 0 else eta0 - (P0 - Y) / v
+    losses = []
+    for a in alphas:
+        eta, q = np.zeros_like(eta0), np.zeros_like(eta0)
+        for l in range(layer.k):
+            cols = np.flatnonzero(out == l)
+            w = sw * v[:, l]
+            Ab = np.hstack([A[:, cols], np.ones((n, 1))])
+            M = Ab.T @ (w[:, None] * Ab)
+            M[:-1, :-1] += a / n * np.eye(cols.size)
+            eta[:, l] = Ab @ np.linalg.solve(M, Ab.T @ (w * z[:, l]))
+            q[:, l] = np.einsum("ij,jk,ik->i", Ab, np.linalg.inv(M), Ab)
+        loo = eta + sw[:, None] * (probs(eta) - Y) * q / np.maximum(1 - sw[:, None] * v * q, 1e-3)
+        if kind == 0:
+            row = 0.5 * ((loo - Y) ** 2).sum(axis=1)
+        elif kind == 1:
+            row = (np.logaddexp(0, loo) - Y * loo).sum(axis=1)
+        else:
+            row = -(Y * (loo - logsumexp(loo, axis=1, keepdims=True))).sum(axis=1)
+        losses.append(float(sw @ row))
+    return np.array(losses)
+
+
+@pytest.mark.parametrize("case", ["squared", "squared, 2 outputs", "logistic", "softmax"])
+def test_alo_against_explicit_columns(case):
+    """The leave-one-out scores that choose alpha="auto", from the row blocks'
+    kernels, agree with dense linear algebra on the explicit support columns."""
+    from sklearn_sparse_mlp._layers import FusedLayer
+    from sklearn_sparse_mlp._losses import LogisticLoss
+
+    rng = np.random.default_rng(0)
+    n, d, p = 300, 5, 10
+    X = rng.standard_normal((n, d))
+    q = d + 1
+    k = 2 if case in ("squared, 2 outputs",) else 3 if case == "softmax" else 1
+    if case.startswith("squared"):
+        Y, loss, kind = np.maximum(X[:, :1], 0) + 0.3 * rng.standard_normal((n, k)), SquaredLoss(), 0
+    elif case == "logistic":
+        Y, loss, kind = (X[:, :1] + 0.5 * rng.standard_normal((n, 1)) > 0).astype(float), LogisticLoss(), 1
+    else:
+        Y, loss, kind = np.eye(3)[rng.integers(0, 3, n)], SoftmaxLoss(), 2
+    idx = np.unique(rng.choice(p * q * k, 25, replace=False))
+    layer = FusedLayer(p, q, k, idx, rng.standard_normal(idx.size), Gates(5, q, True))
+    prob = Problem(RowBlocks(X, True, Y), loss, True, 1.0 / n)
+    point = prob.evaluate(layer, np.zeros(k))
+    alphas = np.logspace(-3, 3, 7)
+    got = layer.alo(prob, point, alphas)
+    np.testing.assert_allclose(got, _explicit_alo(layer, X, Y, point, kind, alphas), rtol=1e-10)

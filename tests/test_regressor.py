@@ -281,3 +281,19 @@ def test_early_stopping_restores_the_best_point(planted):
     assert reg.best_validation_loss_ <= min(reg.validation_loss_curve_) + 1e-12
     assert reg.score(X, y) > 0.9
     assert clone(reg).set_params(early_stopping=False).fit(X, y).n_iter_ >= 1
+
+
+def test_alpha_auto_follows_the_noise(planted):
+    """alpha="auto" (the default) picks a small penalty for a noiseless
+    planted network and a large one when noise dominates, and the large one
+    predicts held-out rows better than no penalty."""
+    X, y, Xt, yt = planted
+    clean = SparseMLPRegressor(20, hidden_layer_sizes=(50,), random_state=0).fit(X, y)
+    assert clean.alpha_ <= 1e-2
+    rng = np.random.default_rng(0)
+    noisy, noisy_t = y + 3 * y.std() * rng.standard_normal(y.size), yt + 3 * y.std() * rng.standard_normal(yt.size)
+    auto = SparseMLPRegressor(60, hidden_layer_sizes=(50,), random_state=0).fit(X[:600], noisy[:600])
+    assert auto.alpha_ >= 10
+    bare = SparseMLPRegressor(60, hidden_layer_sizes=(50,), alpha=1e-4, random_state=0).fit(X[:600], noisy[:600])
+    assert auto.score(Xt, noisy_t) > bare.score(Xt, noisy_t)
+    assert SparseMLPRegressor(20, hidden_layer_sizes=(50,), alpha=0.3, random_state=0, max_iter=3).fit(X, y).alpha_ == 0.3

@@ -96,8 +96,9 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         ``benchmarks/tabular.py`` (3-fold CV, budget 10%) make_moons scores
         0.936 with "auto" against 0.912 with 1.0, breast_cancer 0.974
         against 0.972, the other sets within a sample or two.  With several
-        classes and the "shared" coupling the choice is made in the fused
-        stage and kept in the shared one.  Skipped (1.0 kept) when the
+        classes and the "shared" coupling the fused stage that starts the
+        fit runs at 1.0, and the choice made on its network is the shared
+        stage's.  Skipped (1.0 kept) when the
         support's normal equations would cost more than ``2e10``
         multiply-adds or the support has more than 4000 weights, for
         ``batch_size`` and for ``partial_fit``.  A float is used as given.

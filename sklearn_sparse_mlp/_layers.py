@@ -47,11 +47,15 @@ def _eig_solve(G, rhs, rel_floor, mode="drop"):
     step for an indefinite Hessian).  None if the decomposition fails or G
     has no positive scale.
 
-    A well-conditioned positive definite ``G`` (reciprocal condition number
-    estimated above ``_CHOLESKY_RCOND``, far above every floor) is solved by
-    Cholesky instead: no eigenvalue is dropped or floored there, so the
-    answer is the same up to rounding, at a fraction of the cost."""
-    if mode != "absolute" and G.shape[0] > 1:
+    With ``mode="floor"`` (Newton directions) a well-conditioned positive
+    definite ``G`` (reciprocal condition number estimated above
+    ``_CHOLESKY_RCOND``, far above the floor) is solved by Cholesky instead:
+    no eigenvalue would be floored, so the answer is the same up to
+    rounding, at a fraction of the cost.  The minimum-norm least squares of
+    ``"drop"`` keeps the eigendecomposition: with Cholesky on the nearly
+    collinear supports it meets, weighted and repeated samples gave models
+    that differ (scikit-learn's sample-weight check, Sandybridge kernels)."""
+    if mode == "floor" and G.shape[0] > 1:
         v = _cholesky_solve(G, rhs)
         if v is not None:
             return v

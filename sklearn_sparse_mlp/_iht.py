@@ -226,6 +226,8 @@ def _sync_gates(prob, point):
     signs[had] = layer.signs[old_pos[had]]
     new = np.flatnonzero(~had)
     if new.size:
+        if point.F is None:
+            point = prob.evaluate(point.layer, point.b)
         scores = prob.blocks.sign_scores(prob.kind, active[new], layer.gates(active[new]), W[:, new, :],
                                          U[:, new], point.F, point.b)
         signs[new] = np.where(scores[:, 1] < scores[:, 0], -1.0, 1.0)
@@ -544,7 +546,9 @@ def gauss_newton(prob, point, n_steps, tol=0.0):
         dv = target.layer.val - layer.val
         t, new = 1.0, None
         for _ in range(6):
-            cand = sync_point(prob, prob.evaluate(layer.replace(layer.idx, layer.val + t * dv), point.b))
+            # The support (hence every unit's sign) is unchanged: the trial
+            # is evaluated only once its gates follow its weights.
+            cand = sync_point(prob, Point(layer.replace(layer.idx, layer.val + t * dv), point.b, None, np.nan))
             if lower(cand.L, point.L):
                 new = cand
                 break

@@ -5,6 +5,7 @@ blocks: the data and every sum over rows), ``_layers`` (the parametrisations)
 and ``_iht`` (the IHT step and its drivers).
 """
 
+import dataclasses
 import functools
 import numbers
 import time
@@ -69,6 +70,18 @@ def thread_limits(n_jobs, n_rows=None):
             yield n
     finally:
         numba.set_num_threads(previous)
+
+
+# Iterations of the fused stage that starts a fit with the shared coupling:
+# it only picks the units and their first weights for the shared stage, which
+# refits them (digits, 10% budget: 5.7 s -> 4.3 s per fold, CV accuracy
+# 0.975 -> 0.977; wine, iris, make_classification within a sample).
+SHARED_START_ITER = 10
+
+
+def _start_stage(stop):
+    """The stopping rules of the fused stage that starts a shared fit."""
+    return dataclasses.replace(stop, max_iter=min(stop.max_iter, SHARED_START_ITER))
 
 
 def _minibatches(n, batch_size):
@@ -443,9 +456,11 @@ class BaseSparseMLP(BaseEstimator):
                         # inside the fused stage gave weights that the shared
                         # stage's truncation to the budget lost: 3 blobs, 5
                         # weights, training accuracy 0.75 against 0.93).
-                        result = fit_full(prob, layer, b0, ctl, stop, monitor)
+                        result = fit_full(prob, layer, b0, ctl, _start_stage(stop), monitor)
                         chosen = select.choose(prob, prob.evaluate(result.layer, result.intercept))
                         prob = prob if chosen is None else chosen
+                    elif coupling == "shared":
+                        result = fit_full(prob, layer, b0, ctl, _start_stage(stop), monitor)
                     else:
                         result = fit_full(prob, layer, b0, ctl, stop, monitor, select)
                         prob = result.problem

@@ -37,7 +37,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
       shared by all outputs and output weights ``v_j`` (length ``k``), with
       one joint budget over both layers (``nnz(U) + nnz(V)``).  It is a
       plain ReLU MLP (exported in ``coefs_``), but the problem is bilinear:
-      it is started from the fused solution and refined by joint IHT.
+      it is started from the fused solution (at most 10 iterations of fused
+      IHT, which pick the units) and refined by joint IHT.
 
     The default, "auto", is "shared" with sequential gates for more than two
     classes (and multilabel targets) and "fused" for two.  With exact

@@ -10,11 +10,10 @@ s > m d cannot be planted and are left blank.
 Budgets (the package's one definition: hidden weights and biases, plus the
 output weights for several outputs): both get the planted network's own
 count, ``s`` for one output and ``s + (active units) k`` for ``k`` outputs
-with one hidden layer, except that there IHT's default "fused" coupling gets
-``s k`` fused weights (each planted first-layer nonzero gives one fused
-weight per output, so the planted network fits exactly).  With several
-hidden layers the planted network has ``s`` nonzeros in all (output layer
-included for several outputs) and both get ``s``.
+with one hidden layer (IHT's default for several outputs is the "shared"
+coupling, a plain ReLU MLP counted as IMP's).  With several hidden layers
+the planted network has ``s`` nonzeros in all (output layer included for
+several outputs) and both get ``s``.
 IMP's schedule keeps its default 20% pruning per
 round and gets ``max(1, round(200000 / n))`` epochs per round, i.e. about
 1000 Adam steps (minibatches of 200) per round at any n.  With its default
@@ -77,14 +76,13 @@ def fit_cell(m, s, k, seed, n, n_test, layers=1):
     # the output weights for several outputs) are the planted network's own
     # count.  One hidden layer: s first-layer weights (no biases), plus for
     # several outputs the dense output weights of the units that receive a
-    # weight; IHT's default coupling there is "fused", whose budget counts a
-    # unit's fused block (one weight per planted nonzero and output, so the
-    # planted network fits exactly).  Several layers: the planted network has
+    # weight (IHT's default coupling there is "shared", counted the same
+    # way).  Several layers: the planted network has
     # s nonzeros in all (its output layer's included with several outputs;
     # with one output its all-ones output weights fold into the last layer).
     active = int(np.count_nonzero(np.abs(W[layers - 1]).sum(axis=0)))
     if layers == 1:
-        iht_budget, imp_budget = s * k, s + (active * k if k > 1 else 0)
+        iht_budget = imp_budget = s + (active * k if k > 1 else 0)
     else:
         iht_budget = imp_budget = s
     row = dict(m=m, s=s, seed=seed, active=active)
@@ -201,9 +199,9 @@ def report(name, cfg, rows, mode):
     lines += [f"Planted networks, d={D}, n={cfg['n']} training points, {cfg['n_test']} fresh test points, "
               f"seeds {list(cfg['seeds'])}; both methods fit at the planted width m. "
               f"Budgets by the package's one definition: the planted network's own count, "
-              f"{'s' if k == 1 else f's + active*{k}'} (IHT with one hidden layer and several outputs: "
-              f"s*{k} fused weights). IHT: `SparseMLPRegressor(hidden_layer_sizes=(m,))`, defaults otherwise "
-              f"(sequential gates). IMP: `IMPRegressor(hidden_layer_sizes=(m,), "
+              f"{'s' if k == 1 else f's + active*{k}'} for both. IHT: "
+              f"`SparseMLPRegressor(hidden_layer_sizes=(m,))`, defaults otherwise (sequential gates"
+              f"{'' if k == 1 else ', the shared coupling of several outputs'}). IMP: `IMPRegressor(hidden_layer_sizes=(m,), "
               f"epochs_per_round={cfg['imp_epochs_per_round']})`. Cells are the median test PSNR over seeds "
               f"(dB, capped at {CAP:.0f}: above that the fit is exact up to rounding); blank: s > m d, "
               "no such network.", ""]

@@ -373,7 +373,7 @@ class SparseMLPRegressorCV(_SparseMLPCVMixin, RegressorMixin, BaseSparseMLP):
         budget_split="even",
         joint_max_iter=20,
         gate_update="sequential",
-        output_coupling="fused",
+        output_coupling="auto",
         gate_update_period=1,
         gate_n_features=None,
         batch_size=None,

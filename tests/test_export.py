@@ -44,7 +44,7 @@ def test_feature_importances_are_the_path_norm_of_the_network():
     assert 0 < np.count_nonzero(imp) < 10
     # Fused blocks (several outputs): the absolute fused weights of each input.
     X, Y = _multi_output()
-    reg = SparseMLPRegressor(40, hidden_layer_sizes=(10,), random_state=0).fit(X, Y)
+    reg = SparseMLPRegressor(40, hidden_layer_sizes=(10,), output_coupling="fused", random_state=0).fit(X, Y)
     W = abs(reg.fused_coef_.toarray()).reshape(10, 9, 3)[:, :8].sum(axis=(0, 2))
     np.testing.assert_allclose(reg.feature_importances_, W / W.sum())
     # IMP: the same definition through every layer.
@@ -81,12 +81,13 @@ def test_to_mlp_regressor(coupling):
     assert isinstance(mlp, MLPRegressor) and mlp.n_features_in_ == 10
     np.testing.assert_allclose(mlp.predict(X), reg.predict(X), rtol=1e-10, atol=1e-10 * abs(y).max())
     assert mlp.coefs_[0].shape[1] == reg.active_neurons_.size
-    # Several outputs: the shared coupling is a ReLU MLP, the fused one is not.
+    # Several outputs: the shared coupling (the default there) is a ReLU MLP,
+    # the fused one is not.
     X, Y = _multi_output()
-    reg = SparseMLPRegressor(40, hidden_layer_sizes=(10,), output_coupling="shared", random_state=0).fit(X, Y)
+    reg = SparseMLPRegressor(40, hidden_layer_sizes=(10,), random_state=0).fit(X, Y)
     np.testing.assert_allclose(reg.to_mlp().predict(X), reg.predict(X), atol=1e-10)
     with pytest.raises(ValueError, match="output_coupling='shared'"):
-        SparseMLPRegressor(40, hidden_layer_sizes=(10,), random_state=0).fit(X, Y).to_mlp()
+        SparseMLPRegressor(40, hidden_layer_sizes=(10,), output_coupling="fused", random_state=0).fit(X, Y).to_mlp()
     with pytest.raises(ValueError, match="gate_update='fixed'"):
         SparseMLPRegressor(40, gate_update="fixed", random_state=0).fit(*_diabetes()).to_mlp()
 

@@ -399,7 +399,7 @@ class BaseSparseMLP(BaseEstimator):
         stop = self._stopping(absolute_tol)
         if blocks is None:
             blocks = RowBlocks(X, self.fit_intercept, Y, sw)
-        prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total)
+        prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total, alpha)
         if b0 is None:
             b0 = loss.start(blocks.target_mean())
         fused = None
@@ -422,7 +422,7 @@ class BaseSparseMLP(BaseEstimator):
                     monitor.restart()
             fused = self._solve(X, Y, sw, prob, layer, b0, ctl, stop, monitor, loss, coupling, s, t_start)
             # A path's next budget starts from this budget's penalty.
-            prob = prob.with_penalty(self.alpha_ / blocks.weight_total)
+            prob = prob.with_alpha(self.alpha_)
             if path is not None:
                 path[1](i)
         return self
@@ -441,7 +441,7 @@ class BaseSparseMLP(BaseEstimator):
         Returns the fused stage's ``(layer, intercept, control)`` with shared
         coupling (None otherwise): where a path continues from."""
         n, q = prob.blocks.n, layer.q
-        alpha = prob.penalty * prob.blocks.weight_total
+        alpha = prob.alpha
         select = AlphaSelection(alpha) if self.alpha == "auto" else None
         t_solver = time.perf_counter()
         polish_s = 0.0
@@ -490,7 +490,7 @@ class BaseSparseMLP(BaseEstimator):
             else:
                 result = fit_full(prob, layer, b0, ctl, stop, monitor)
         polish_s += result.polish_seconds
-        self.alpha_ = float(prob.penalty * prob.blocks.weight_total)
+        self.alpha_ = prob.alpha
         # Where the fit's time went (benchmarks/speed.py reports it): set-up
         # (checks, row blocks), the iterations, the final polish.
         self._fit_seconds = dict(setup=t_solver - t_start,

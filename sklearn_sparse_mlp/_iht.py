@@ -98,17 +98,20 @@ class Problem:
     ``L = sum_i sw_i l_i + penalty / 2 * ||w||^2``.
     """
 
-    def __init__(self, blocks, loss, fit_intercept, penalty=0.0):
+    def __init__(self, blocks, loss, fit_intercept, penalty=0.0, alpha=None):
         self.blocks = blocks
         self.loss = loss
         self.kind = loss.kind
         self.fit_intercept = bool(fit_intercept)
         self.penalty = float(penalty)
+        # The estimator's alpha behind the penalty (alpha / total weight), as given.
+        self.alpha = float(self.penalty * blocks.weight_total if alpha is None else alpha)
         self.k = blocks.k
 
-    def with_penalty(self, penalty):
-        """The same loss on the same blocks with another L2 strength."""
-        return Problem(self.blocks, self.loss, self.fit_intercept, penalty)
+    def with_alpha(self, alpha):
+        """The same loss on the same blocks with the L2 strength ``alpha``
+        (the estimators' scaling)."""
+        return Problem(self.blocks, self.loss, self.fit_intercept, alpha / self.blocks.weight_total, alpha)
 
     def evaluate(self, layer, b0):
         """The Point of ``layer``, its intercept re-solved from ``b0``."""
@@ -693,7 +696,7 @@ class AlphaSelection:
         if best == self.alpha:
             return None
         self.alpha = best
-        return prob.with_penalty(best / prob.blocks.weight_total)
+        return prob.with_alpha(best)
 
 
 def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None):

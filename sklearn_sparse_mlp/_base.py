@@ -492,9 +492,12 @@ class BaseSparseMLP(BaseEstimator):
         polish_s += result.polish_seconds
         self.alpha_ = prob.alpha
         # Where the fit's time went (benchmarks/speed.py reports it): set-up
-        # (checks, row blocks), the iterations, the final polish.
+        # (checks, row blocks), the iterations, the choice of alpha="auto",
+        # the final polish.
+        choice_s = 0.0 if select is None else select.seconds
         self._fit_seconds = dict(setup=t_solver - t_start,
-                                 iterations=time.perf_counter() - t_solver - polish_s, polish=polish_s)
+                                 iterations=time.perf_counter() - t_solver - polish_s - choice_s,
+                                 alpha=choice_s, polish=polish_s)
         self._finish(result)
         if monitor is not None:
             self.validation_loss_curve_ = list(monitor.curve)

@@ -76,6 +76,7 @@ class IHTResult:
     loss: float
     polish_seconds: float = 0.0
     problem: object = None  # the Problem the network was fitted on (its penalty)
+    select_seconds: float = 0.0  # alpha="auto": the time of the choice
 
 
 @dataclass
@@ -678,6 +679,7 @@ class AlphaSelection:
         self.max_cost, self.max_support = float(max_cost), int(max_support)
         self.done = False
         self.scores = None
+        self.seconds = 0.0
 
     def affordable(self, prob, layer):
         S = layer.nnz
@@ -688,7 +690,9 @@ class AlphaSelection:
         self.done = True
         if not self.affordable(prob, point.layer):
             return None
+        t0 = time.perf_counter()
         scores = point.layer.alo(prob, point, self.grid)
+        self.seconds += time.perf_counter() - t0
         if scores is None or not np.any(np.isfinite(scores)):
             return None
         self.scores = scores
@@ -762,7 +766,7 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None):
     if monitor is not None:
         point = monitor.choose(point)
     return IHTResult(point.layer, point.b, loss_curve, it, converged, reason, point.L,
-                     time.perf_counter() - t_polish, prob)
+                     time.perf_counter() - t_polish, prob, 0.0 if select is None else select.seconds)
 
 
 def _stop_reason(stop, point, L_init, eps, tol_rule, L_prev, monitor, ctl, res, stable, no_gain):

@@ -102,7 +102,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         stage's.  Skipped (1.0 kept) when the
         support's normal equations would cost more than ``2e10``
         multiply-adds or the support has more than 4000 weights, for
-        ``batch_size`` and for ``partial_fit``.  A float is used as given.
+        ``batch_size`` and for ``partial_fit``; a warm start keeps the
+        previous ``alpha_``.  A float is used as given.
 
     {deep_parameters}
 

@@ -127,7 +127,8 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         choice is skipped (1.0 kept) when the support's normal equations would
         cost more than ``2e10`` multiply-adds (``n_samples x support^2``) or
         the support has more than 4000 weights, for ``batch_size`` and for
-        ``partial_fit``.  A float is used as given throughout.
+        ``partial_fit``; a warm start keeps the previous ``alpha_``.  A float
+        is used as given throughout.
 
     n_iter_no_change : int, default=5
         Patience of the stopping rules: stop when the support has not changed

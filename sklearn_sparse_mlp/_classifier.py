@@ -93,7 +93,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         would stop earlier) each ``alpha`` of ``np.logspace(-4, 4, 33)`` is
         scored by the approximate leave-one-out log loss (Rad & Maleki, 2020)
         of the penalised Newton refit on the current support at its
-        activation patterns, and the fit continues with the best.  On
+        activation patterns, and the fit continues with the best (chosen
+        again when a stopping rule next ends the fit).  On
         ``benchmarks/tabular.py`` (3-fold CV, budget 10%) make_moons scores
         0.936 with "auto" against 0.912 with 1.0, breast_cancer 0.974
         against 0.972, the other sets within a sample or two.  With several

@@ -118,7 +118,8 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         leave-one-out error of the penalised refit on the current support at
         its activation patterns (exact for this linear refit, PRESS, computed
         from the support's normal equations in two passes over the rows), and
-        the fit continues with the best.  Noisy data get a strong penalty,
+        the fit continues with the best; the choice is made again when a
+        stopping rule next ends the fit.  Noisy data get a strong penalty,
         interpolation (an image, a noiseless planted network) a weak one: on
         ``benchmarks/tabular.py`` (3-fold CV, budget 10%) diabetes scores
         R^2 0.50 with "auto" against 0.40 with 1.0, make_friedman3 0.98

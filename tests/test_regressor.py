@@ -297,3 +297,19 @@ def test_alpha_auto_follows_the_noise(planted):
     bare = SparseMLPRegressor(60, hidden_layer_sizes=(50,), alpha=1e-4, random_state=0).fit(X[:600], noisy[:600])
     assert auto.score(Xt, noisy_t) > bare.score(Xt, noisy_t)
     assert SparseMLPRegressor(20, hidden_layer_sizes=(50,), alpha=0.3, random_state=0, max_iter=3).fit(X, y).alpha_ == 0.3
+
+
+def test_alpha_auto_warm_start_keeps_the_choice_and_a_path_chooses_again(planted):
+    from sklearn_sparse_mlp import sparse_mlp_path
+
+    X, y, _, _ = planted
+    reg = SparseMLPRegressor(20, hidden_layer_sizes=(50,), warm_start=True, random_state=0).fit(X[:800], y[:800])
+    first = reg.alpha_
+    rng = np.random.default_rng(1)
+    assert reg.fit(X[:800], y[:800] + 3 * y.std() * rng.standard_normal(800)).alpha_ == first
+    path = sparse_mlp_path(X[:800], y[:800], n_nonzero_coefs=[5, 20],
+                           estimator=SparseMLPRegressor(hidden_layer_sizes=(50,), random_state=0))
+    # Each budget chooses for itself: 5 weights cannot fit the planted 20
+    # (their misfit asks for a penalty), 20 can (a weak one).
+    assert path.estimators[0].alpha_ > path.estimators[1].alpha_
+    assert path.estimators[1].alpha_ <= 1e-2

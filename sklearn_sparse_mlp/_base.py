@@ -347,6 +347,7 @@ class BaseSparseMLP(BaseEstimator):
             b0 = None
             ctl = Control(s, self.n_refine_steps, gate_mode == "sequential", self.gate_update_period)
         ctl.n_refine = self.n_refine_steps
+        ctl.refine_tol = self.tol
         ctl.gate_update_period = self.gate_update_period
         self._seed, self._signature, self._control = seed, signature, ctl
         return p, q, s, layer, b0, ctl
@@ -487,7 +488,8 @@ class BaseSparseMLP(BaseEstimator):
                                          Gates(self._seed, q, self.fit_intercept, self.gate_n_features))
                     fused = result
                     fused_state = (fused.layer, fused.intercept, ctl)
-                    ctl = self._control = Control(s, self.n_refine_steps, ctl.sequential, self.gate_update_period)
+                    ctl = self._control = Control(s, self.n_refine_steps, ctl.sequential, self.gate_update_period,
+                                                  refine_tol=self.tol)
                     if monitor is not None:
                         monitor.restart()
                     result = fit_full(prob, start, fused.intercept, ctl, stop, monitor)
@@ -628,7 +630,8 @@ class BaseSparseMLP(BaseEstimator):
             # As in fit: the factored network starts from the fused one.
             layer = factor_fused(layer, s, ctl.sequential, Gates(self._seed, q, self.fit_intercept,
                                                                  self.gate_n_features))
-            self._control = Control(s, self.n_refine_steps, ctl.sequential, self.gate_update_period)
+            self._control = Control(s, self.n_refine_steps, ctl.sequential, self.gate_update_period,
+                                    refine_tol=self.tol)
         self._finish(IHTResult(layer, b0, [loss_value], 1, False, "partial_fit", loss_value))
         self.n_iter_ = getattr(self, "n_iter_", 0) + 1 if not first else 1
         self.loss_curve_ = (list(getattr(self, "loss_curve_", [])) if not first else []) + [loss_value]

@@ -97,6 +97,91 @@ def _cholesky_solve(G, rhs):
     return x if info == 0 else None
 
 
+class SupportSystem:
+    """The Gauss-Newton matrix of a fused support, factorised once, reused.
+
+    Built at one point for the support ``idx``: the matrix of the loss's
+    quadratic model in the support's weights at that point's activation
+    patterns (``A_S^T diag(h) A_S``, ``h`` the rows' curvature weights: the
+    sample weights for the squared loss), the output intercept eliminated
+    (weighted centring), plus the penalty; block diagonal over outputs.
+    ``solve(g)`` gives the step ``-M^{-1} g``.
+
+    Gauss-Newton steps on one support reuse it while the patterns move
+    (``age`` counts the steps taken with it): a step is always the exact
+    gradient through an approximate curvature, and the step is accepted
+    only where the loss of the ReLU network decreases.  Forming the matrix
+    costs ``n S^2`` (S the support size), a solve ``S^2``.
+    """
+
+    def __init__(self, idx, prob, blocks):
+        self.idx = idx
+        self.prob = prob
+        self.blocks = blocks  # [(positions, factorisation)]
+        self.age = 0
+
+    def matches(self, prob, layer):
+        return self.prob is prob and np.array_equal(self.idx, layer.idx)
+
+    def solve(self, g):
+        """``-M^{-1} g`` (None if a block could not be factorised)."""
+        dv = np.zeros(g.shape[0])
+        for sel, fac in self.blocks:
+            step = _factor_solve(fac, g[sel])
+            if step is None or not np.all(np.isfinite(step)):
+                return None
+            dv[sel] = -step
+        return dv
+
+
+def _factorise(G, rel_floor, mode):
+    """A factorisation of the symmetric ``G`` for ``_factor_solve``: Cholesky
+    when ``mode="floor"`` and ``G`` is well conditioned (see ``_eig_solve``),
+    otherwise its eigendecomposition; None when it has no positive scale."""
+    if mode == "floor" and G.shape[0] > 1:
+        c = _cholesky_factor(G)
+        if c is not None:
+            return ("chol", c)
+    try:
+        evals, evecs = np.linalg.eigh(G)
+    except np.linalg.LinAlgError:
+        return None
+    if evals.size == 0:
+        return None
+    top = max(evals[-1], 0.0)
+    if not top > 0.0:
+        return None
+    if mode == "drop":
+        keep = evals > top * rel_floor
+        return ("eig", evecs[:, keep], evals[keep])
+    return ("eig", evecs, np.maximum(evals, rel_floor * top))
+
+
+def _factor_solve(fac, rhs):
+    if fac is None:
+        return None
+    if fac[0] == "chol":
+        x, info = _potrs(fac[1], np.asarray(rhs, dtype=np.float64))
+        return x if info == 0 else None
+    V, ev = fac[1], fac[2]
+    return V @ ((V.T @ rhs) / ev)
+
+
+def _cholesky_factor(G):
+    """The Cholesky factor of ``G`` when it is positive definite and well
+    conditioned (``_CHOLESKY_RCOND``); None otherwise."""
+    G = np.asarray(G, dtype=np.float64)
+    if not np.all(np.isfinite(G)):
+        return None
+    c, info = _potrf(G, lower=False, clean=False, overwrite_a=False)
+    if info != 0:
+        return None
+    rcond, info = _pocon(c, np.abs(G).sum(axis=0).max())
+    if info != 0 or not rcond > _CHOLESKY_RCOND:
+        return None
+    return c
+
+
 class FusedLayer:
     """Sparse fused weights of ``p`` units with ``q`` inputs and ``k`` outputs."""
 
@@ -187,6 +272,53 @@ class FusedLayer:
         (``n m^2`` flops) costs no more than a full gradient pass (``~4 n q p k``)."""
         m = self.idx.size
         return m <= 2000 and m * m <= max(4 * self.q * self.p * self.k, 64 * 64)
+
+    def system_ok(self, prob):
+        """Whether Gauss-Newton steps may form the support's matrix (see
+        ``support_system``, ``n S^2`` multiply-adds for S weights): up to 1500
+        weights for the logistic and softmax losses (the Newton refinement's
+        rule), and for the squared loss up to 2000 where forming it costs at
+        most about four gradient passes (it is reused while the support
+        stays)."""
+        m = self.idx.size
+        if prob.loss.is_quadratic:
+            return m <= 2000 and m * m <= max(16 * self.q * self.p * self.k, 64 * 64)
+        return m <= 1500
+
+    def support_system(self, prob, point):
+        """The SupportSystem of this support at ``point``."""
+        blocks = prob.blocks
+        pos, feat, hcol, out = self._bases()
+        if prob.loss.is_quadratic:
+            # One system (outputs decoupled by masking); the minimum-norm
+            # solution: the support's columns can be (nearly) collinear, and
+            # the answer must not depend on rounding in the null space.
+            G, _, C = blocks.normal_equations(self.spec(), pos, feat, hcol, blocks.sw, out)
+            same = out[:, None] == out[None, :]
+            if self.k > 1:
+                G *= same
+            if prob.fit_intercept:
+                G = G - np.outer(C, C) * same
+            if prob.penalty:
+                G[np.diag_indices_from(G)] += prob.penalty
+            return SupportSystem(self.idx, prob, [(slice(None), _factorise(G, 1e-10, "drop"))])
+        W = prob.hessian_weights(point)
+        perm = np.argsort(out, kind="stable")
+        present, groups = np.unique(out[perm], return_inverse=True)
+        groups = groups.astype(np.int64).ravel()
+        Wp = blocks.columns(W, present)
+        G, _, C = blocks.normal_equations(self.spec(), pos[perm], feat[perm], hcol[perm], Wp, out[perm], groups)
+        bounds = np.searchsorted(groups, np.arange(present.size + 1))
+        parts = []
+        for gi in range(present.size):
+            sel = slice(bounds[gi], bounds[gi + 1])
+            Gl = G[sel, sel]
+            if prob.fit_intercept:
+                Cl = C[sel]
+                Gl = Gl - np.outer(Cl, Cl) / max(blocks.total(blocks.column(Wp, gi)), 1e-300)
+            Gl[np.diag_indices_from(Gl)] += prob.penalty
+            parts.append((perm[sel], _factorise(Gl, 1e-8, "floor")))
+        return SupportSystem(self.idx, prob, parts)
 
     def _bases(self):
         _, pos, feat, out = decode(self.idx, self.q, self.k)

@@ -472,6 +472,189 @@ def _fill_patterns(Xs, n, Hs, hb, bits, slots):
 
 
 @njit(cache=True, parallel=True)
+def _forward_exact(Xs, starts, Hs, hb, signs, bits, slots, sw, F, KP, CP):
+    """Outputs of the ReLU network ``F = sum_a signs[a] relu(X h_a)`` (one
+    output; gates ``[Hs; hb]`` in X's dtype, d x m) and the units' activation
+    patterns ``1[X h_a >= 0]``, written to the cache columns ``slots`` (a unit
+    with ``slots[a] < 0`` is not cached), with their keys and counts per
+    block (as ``_pattern_keys``).  One product per tile gives all three: the
+    network's pre-activations are its patterns' scores."""
+    m = Hs.shape[1]
+    for b in prange(starts.shape[0] - 1):
+        Z = np.empty((TILE, m), dtype=Hs.dtype)
+        ZT = np.empty((m, TILE))
+        Ft = np.empty(TILE)
+        h1, h2, word, cnt, nbits = _keys_start(m)
+        for i0 in range(starts[b], starts[b + 1], TILE):
+            i1 = min(starts[b + 1], i0 + TILE)
+            nb = i1 - i0
+            _tile_scores(Xs, i0, i1, Hs, hb, Z)
+            for a in range(m):
+                for i in range(nb):
+                    ZT[a, i] = Z[i, a]
+            _exact_tile(ZT, nb, i0, signs, slots, bits, sw, h1, h2, word, cnt, nbits, Ft)
+            for i in range(nb):
+                F[i0 + i, 0] = Ft[i]
+        _keys_finish(b, h1, h2, word, cnt, nbits, KP, CP)
+
+
+@njit(cache=True, inline="always")
+def _exact_tile(ZT, nb, i0, signs, slots, bits, sw, h1, h2, word, cnt, nbits, Ft):
+    """From a tile's pre-activations ``ZT`` (m x TILE): the network's outputs
+    ``Ft``, the patterns into the cache and into the block's keys."""
+    m = ZT.shape[0]
+    Ft[:] = 0.0
+    for a in range(m):
+        sg = signs[a]
+        for i in range(nb):
+            Ft[i] += sg * max(ZT[a, i], 0.0)
+    _pack_tile(ZT, nb, i0, slots, bits)
+    for i in range(nb):
+        if weight(sw, i0 + i) > 0:
+            _keys_add_row(ZT, i, h1, h2, word, cnt, nbits)
+
+
+@njit(cache=True, parallel=True)
+def _forward_exact_sparse(Xs, starts, has_bias, feat_ptr, f_col, f_val, signs, bits, slots, sw, F, KP, CP):
+    """``_forward_exact`` for sparse gates, listed by input feature (entries
+    ``(f, unit position, value)``, the constant input at f = d): the
+    pre-activations are formed entry by entry (``n`` multiply-adds per gate
+    entry, in float64), not by a dense product over every feature."""
+    m = signs.shape[0]
+    for b in prange(starts.shape[0] - 1):
+        XT = _xt_buffer(Xs)
+        ZT = np.empty((m, TILE))
+        Ft = np.empty(TILE)
+        h1, h2, word, cnt, nbits = _keys_start(m)
+        for i0 in range(starts[b], starts[b + 1], TILE):
+            i1 = min(starts[b + 1], i0 + TILE)
+            nb = i1 - i0
+            _tile_transpose(Xs, i0, i1, XT)
+            _tile_preactivations(Xs, i0, i1, has_bias, XT, feat_ptr, f_col, f_val, ZT)
+            _exact_tile(ZT, nb, i0, signs, slots, bits, sw, h1, h2, word, cnt, nbits, Ft)
+            for i in range(nb):
+                F[i0 + i, 0] = Ft[i]
+        _keys_finish(b, h1, h2, word, cnt, nbits, KP, CP)
+
+
+@njit(cache=True, inline="always")
+def _keys_start(m):
+    """State of a block's pattern keys (as ``_pattern_keys``): two running
+    hashes, the current 64-bit word and the active counts per unit, and the
+    bits in the word."""
+    h1 = np.full(m, np.uint64(0x243F6A8885A308D3))
+    h2 = np.full(m, np.uint64(0x13198A2E03707344))
+    word = np.zeros(m, dtype=np.uint64)
+    cnt = np.zeros(m, dtype=np.int64)
+    nbits = np.zeros(1, dtype=np.int64)
+    return h1, h2, word, cnt, nbits
+
+
+@njit(cache=True, inline="always")
+def _keys_add_row(ZT, i, h1, h2, word, cnt, nbits):
+    """Row i of a tile (pre-activations ``ZT``, m x TILE) into the keys."""
+    m = ZT.shape[0]
+    nb = nbits[0]
+    for a in range(m):
+        if ZT[a, i] >= 0:
+            word[a] |= np.uint64(1) << np.uint64(nb)
+            cnt[a] += 1
+    nb += 1
+    if nb == 64:
+        for a in range(m):
+            h1[a] = _mix64(h1[a] ^ word[a])
+            h2[a] = _mix64(h2[a] + word[a] * np.uint64(0x9E3779B97F4A7C15))
+            word[a] = 0
+        nb = 0
+    nbits[0] = nb
+
+
+@njit(cache=True, inline="always")
+def _keys_finish(b, h1, h2, word, cnt, nbits, KP, CP):
+    nb = nbits[0]
+    for a in range(h1.shape[0]):
+        if nb > 0:
+            h1[a] = _mix64(h1[a] ^ word[a])
+            h2[a] = _mix64(h2[a] + word[a] * np.uint64(0x9E3779B97F4A7C15))
+        KP[b, a, 0] = _mix64(h1[a] + np.uint64(nb))
+        KP[b, a, 1] = h2[a]
+        CP[b, a] = cnt[a]
+
+
+@njit(cache=True, inline="always")
+def _pack_tile(ZT, nb, i0, slots, bits):
+    """Patterns ``ZT[a, :nb] >= 0`` of a tile into the cache columns ``slots``
+    (bit ``r & 7`` of byte ``r >> 3`` for row r; ``i0`` a multiple of 8)."""
+    for a in range(ZT.shape[0]):
+        sl = slots[a]
+        if sl < 0:
+            continue
+        for byte in range(nb // 8):
+            v = 0
+            for bit in range(8):
+                v |= np.int64(ZT[a, byte * 8 + bit] >= 0) << bit
+            bits[(i0 >> 3) + byte, sl] = np.uint8(v)
+        if nb % 8:
+            byte = nb // 8
+            v = 0
+            for bit in range(nb % 8):
+                v |= np.int64(ZT[a, byte * 8 + bit] >= 0) << bit
+            bits[(i0 >> 3) + byte, sl] = np.uint8(v)
+
+
+@njit(cache=True)
+def _tile_preactivations(Xs, i0, i1, has_bias, XT, feat_ptr, f_col, f_val, ZT):
+    """``ZT[c, i] = sum_e x_i,f(e) v_e`` over the entries e of column c (listed
+    by input feature, the constant input at f = d)."""
+    d = _n_features(Xs)
+    nb = i1 - i0
+    ZT[:] = 0.0
+    _hidden_entries(Xs, i0, i1, XT, feat_ptr, f_col, f_val, ZT)
+    if has_bias:
+        for e in range(feat_ptr[d], feat_ptr[d + 1]):
+            c = f_col[e]
+            v = f_val[e]
+            for i in range(nb):
+                ZT[c, i] += v
+
+
+@njit(cache=True, parallel=True)
+def _pattern_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, R, P):
+    """Partial gradients of the units of a request at their patterns, per
+    row block: ``P[b, l, f, a] = sum_{i in block b} x_if D_ia R[i, l]`` (the
+    gradient of every first-layer entry of the units, as ``_gradient_chunk``
+    for random gates, the patterns read from the cache)."""
+    d = _n_features(Xs)
+    m = u_slot.shape[0]
+    q = P.shape[2]
+    k = R.shape[1]
+    for b in prange(starts.shape[0] - 1):
+        DT = np.empty((m, TILE), dtype=np.uint8)
+        Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
+        acc = np.zeros((k, q, m))
+        M = np.empty((TILE, m), dtype=Hnc.dtype)
+        Gt = np.empty((d, m), dtype=Hnc.dtype)
+        for i0 in range(starts[b], starts[b + 1], TILE):
+            i1 = min(starts[b + 1], i0 + TILE)
+            nb = i1 - i0
+            _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
+            for l in range(k):
+                for i in range(nb):
+                    r = R[i0 + i, l]
+                    for a in range(m):
+                        M[i, a] = r if DT[a, i] else 0.0
+                _rows_tdot(Xs, i0, i1, M, Gt)
+                for f in range(d):
+                    for a in range(m):
+                        acc[l, f, a] += Gt[f, a]
+                if has_bias:
+                    for i in range(nb):
+                        for a in range(m):
+                            acc[l, d, a] += M[i, a]
+        P[b] = acc
+
+
+@njit(cache=True, parallel=True)
 def _forward(Xs, n, has_bias, bits, u_slot, Hnc, hbnc, nc_col, feat_ptr, f_col, f_val, col_unit, Vout, F):
     """``F = (D o (X W)) Vout``: the outputs of a network (rows are independent).
 
@@ -621,6 +804,8 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, nee
     ``task_off[t]`` (``Gp``: Sg x pw values) and ``task_voff[t]`` (``Bp``,
     ``Cp``: pw values), which ``_reduce_panels`` adds in block
     order: the same sums whether a task covers one block or all of them.
+    Only the rows of G up to the panel's last column are formed (the upper
+    triangle and the panel's diagonal block: G is symmetric).
     """
     m = u_slot.shape[0]
     hidden = False
@@ -643,6 +828,7 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, nee
         XT = _xt_buffer(Xs)
         HidT = np.empty((col_unit.shape[0], TILE))
         wcol = 0 if W.shape[1] == 1 else g
+        r = task_c1[t] - u0  # rows formed: the upper triangle
         off = task_off[t]
         Gt = Gp[off: off + Sg * pw].reshape((Sg, pw))
         Bt = Bp[task_voff[t]: task_voff[t] + pw]
@@ -671,8 +857,8 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, nee
                         cs += v
                     Bb[j] += bs
                     Cb[j] += cs
-                Gb += np.dot(AT, WAT.T)
-            for u in range(Sg):
+                Gb[:r] += np.dot(AT[:r], WAT.T)
+            for u in range(r):
                 for j in range(pw):
                     Gt[u, j] += Gb[u, j]
             for j in range(pw):
@@ -1013,6 +1199,9 @@ _gradient_chunk_serial = serial_kernel(_gradient_chunk)
 _moments_serial = serial_kernel(_moments)
 _fill_patterns_serial = serial_kernel(_fill_patterns)
 _forward_serial = serial_kernel(_forward)
+_forward_exact_serial = serial_kernel(_forward_exact)
+_forward_exact_sparse_serial = serial_kernel(_forward_exact_sparse)
+_pattern_gradient_serial = serial_kernel(_pattern_gradient)
 _support_gradient_serial = serial_kernel(_support_gradient)
 _unit_gradient_serial = serial_kernel(_unit_gradient)
 _normal_equations_serial = serial_kernel(_normal_equations)
@@ -1251,6 +1440,46 @@ class RowBlocks:
                np.ascontiguousarray(spec.Vout, dtype=np.float64), F)
         return F
 
+    def forward_exact(self, units, gates, signs):
+        """``(F, keys, counts)``: outputs (n x 1) of the ReLU network
+        ``sum_a signs[a] relu(X h_a)`` (``gates``: q x m, the units' own gates,
+        ``h_a = a_a w_a`` for fused weights under sequential gates), and the
+        keys and active counts of the units' patterns (as ``pattern_keys``),
+        from one pass; the patterns are cached on the way."""
+        return self._forward_exact(units, gates, signs, combine_keys)
+
+    def forward_exact_outputs(self, units, gates, signs):
+        """The outputs of ``forward_exact`` alone (its patterns cached)."""
+        return self.forward_exact(units, gates, signs)[0]
+
+    def forward_exact_parts(self, units, gates, signs):
+        """``forward_exact`` with the keys per block (combined by ``combine_keys``)."""
+        return self._forward_exact(units, gates, signs, lambda KP, CP: (KP, CP))
+
+    def _forward_exact(self, units, gates, signs, keys_of):
+        units = np.asarray(units, dtype=np.int64)
+        m = units.shape[0]
+        gates = np.asarray(gates, dtype=np.float64).reshape(self.q, m)
+        signs = np.ascontiguousarray(signs, dtype=np.float64)
+        F = np.empty((self.n, 1))
+        KP = np.empty((self.n_blocks, m, 2), dtype=np.uint64)
+        CP = np.empty((self.n_blocks, m), dtype=np.int64)
+        slots, _, _ = self.cache.lookup(units, gates)
+        feat, col = np.nonzero(gates)
+        if self.q * m <= 8 * max(feat.size, 1):
+            # Dense enough for one matrix product per tile.
+            Hd, hb = self._split_gates(gates)
+            kernel = _pick(_forward_exact, _forward_exact_serial, self.n_blocks)
+            kernel(self.Xs, self.starts, Hd, hb, signs, self.cache.bits, slots, self.sw, F, KP, CP)
+        else:
+            # np.nonzero lists the entries by feature (row-major), as the kernel reads them.
+            ptr = np.zeros(self.q + 1, dtype=np.int64)
+            np.cumsum(np.bincount(feat, minlength=self.q), out=ptr[1:])
+            kernel = _pick(_forward_exact_sparse, _forward_exact_sparse_serial, self.n_blocks)
+            kernel(self.Xs, self.starts, self.has_bias, ptr, col.astype(np.int64), gates[feat, col], signs,
+                   self.cache.bits, slots, self.sw, F, KP, CP)
+        return (F,) + tuple(keys_of(KP, CP))
+
     def loss(self, kind, F, b):
         """``sum_i sw_i l(F_i + b, Y_i)``."""
         out = np.empty(self.n_blocks)
@@ -1381,6 +1610,17 @@ class RowBlocks:
         kernel(self.Xs, self.starts, Rc, H, self.has_bias, P)
         return ordered_sum(P)
 
+    def pattern_gradient(self, units, gates, R):
+        """``G[l] = X^T (D o R[:, l])`` (k x q x m) for the units' patterns
+        under ``gates`` (q x m): the gradient of all their first-layer entries."""
+        units = np.asarray(units, dtype=np.int64)
+        m = units.shape[0]
+        pat = self.patterns(units, gates)
+        P = np.empty((self.n_blocks, R.shape[1], self.q, m))
+        kernel = _pick(_pattern_gradient, _pattern_gradient_serial, self.n_blocks)
+        kernel(self.Xs, self.starts, self.has_bias, *pat, np.ascontiguousarray(R, dtype=np.float64), P)
+        return ordered_sum(P)
+
     def support_gradient(self, spec, R, with_v=False):
         """``(A^T R)`` on the entries of ``spec`` (s,), and ``Hid^T R`` (R x k)
         if ``with_v``."""
@@ -1427,7 +1667,7 @@ class RowBlocks:
         ptr += np.concatenate([[0], np.cumsum(counts.sum(axis=1))[:-1]]).astype(np.int64)[:, None]
         return np.ascontiguousarray(ptr), order.astype(np.int64)
 
-    def normal_equations(self, spec, b_unit, b_feat, b_hcol, w, b_out, groups=None):
+    def normal_equations(self, spec, b_unit, b_feat, b_hcol, w, b_out, groups=None, first_col=0):
         """``(G, B, C)``: ``A^T diag(w) A``, ``sum_i w_i a_iu Y[i, b_out[u]]`` and
         ``A^T w`` for the Jacobian columns ``a_u`` described in
         ``_normal_equations`` (first-layer entries ``(b_unit, b_feat)``, or the
@@ -1435,17 +1675,25 @@ class RowBlocks:
 
         ``groups`` (sorted, contiguous): several independent systems at once,
         group g weighted by column g of ``w`` (n x n_groups); G is zero
-        between groups.  Without groups, ``w`` is one weight per row."""
+        between groups.  Without groups, ``w`` is one weight per row.
+
+        ``first_col`` (one group): only the columns from ``first_col`` on are
+        formed (``G[:, first_col:]``, ``B[first_col:]``, ``C[first_col:]``,
+        ``n S (S - first_col)`` multiply-adds): the update of a support's
+        system when the entries from ``first_col`` on are new."""
         S = b_unit.shape[0]
+        first_col = int(first_col)
         G = np.zeros((S, S))
         Bv = np.zeros(S)
         Cv = np.zeros(S)
-        if S == 0:
-            return G, Bv, Cv
+        if S == 0 or first_col >= S:
+            return G[:, first_col:], Bv[first_col:], Cv[first_col:]
         w = np.asarray(w, dtype=np.float64)
         W = np.ascontiguousarray(w.reshape(-1, 1) if groups is None else w)
         groups = np.zeros(S, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
         n_groups = int(groups[-1]) + 1
+        if first_col and n_groups > 1:
+            raise ValueError("first_col needs a single group")
         gstart = np.searchsorted(groups, np.arange(n_groups + 1)).astype(np.int64)
         pat = self.patterns(spec.units, spec.gates)
         need = np.zeros((n_groups, spec.units.shape[0]), dtype=np.uint8)
@@ -1453,9 +1701,15 @@ class RowBlocks:
         if np.any(b_hcol >= 0):
             need[:] = 1  # hidden columns use every unit of the network
         fb_ptr, fb_idx = self._bases(b_feat, b_hcol, groups)
-        panels = [(g, c0, min(gstart[g + 1], c0 + _panel_width(gstart[g + 1] - gstart[g])))
-                  for g in range(n_groups)
-                  for c0 in range(gstart[g], gstart[g + 1], _panel_width(gstart[g + 1] - gstart[g]))]
+        panels = []
+        for g in range(n_groups):
+            lo, hi = int(gstart[g]), int(gstart[g + 1])
+            width = _panel_width(hi - lo)
+            if first_col:
+                # The new columns' panels (the same widths as a whole system's).
+                width = _panel_width(hi - first_col)
+                lo = first_col
+            panels += [(g, c0, min(hi, c0 + width)) for c0 in range(lo, hi, width)]
         # Few panels (small systems): one task per panel and row block, each
         # with its own partial sums, so that the threads share the rows.  The
         # split depends on S and the blocks alone, and the partial sums are
@@ -1477,6 +1731,15 @@ class RowBlocks:
                task_g, task_c0, task_c1, task_b0, task_b1, task_off, task_voff, W, self.Y,
                np.ascontiguousarray(b_out, dtype=np.int64), Gp, Bp, Cp)
         _reduce_panels(task_g, task_c0, task_c1, task_off, task_voff, gstart, Gp, Bp, Cp, G, Bv, Cv)
+        # Rows past each panel were not formed: the upper triangle (and the
+        # panels' diagonal blocks) is mirrored.
+        if first_col:
+            tail = G[:, first_col:].copy()
+            new = np.triu(tail[first_col:])
+            tail[first_col:] = new + np.triu(new, 1).T
+            return tail, Bv[first_col:], Cv[first_col:]
+        G = np.triu(G)
+        G += np.triu(G, 1).T
         return G, Bv, Cv
 
     def alo_sums(self, spec, b_unit, b_feat, gstart, group_out, Qt, q_off, abar, WQ, invd, zbar, s0inv,

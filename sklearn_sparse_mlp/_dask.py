@@ -373,6 +373,10 @@ class DaskRowBlocks:
     def forward(self, spec):
         return self._handle("forward", spec)
 
+    def forward_exact(self, units, gates, signs):
+        F = self._handle("forward_exact_outputs", units, gates, signs)
+        return (F,) + tuple(self.pattern_keys(units, gates))
+
     def loss(self, kind, F, b):
         return self._sum("loss", kind, F, np.asarray(b, dtype=np.float64))
 
@@ -433,6 +437,9 @@ class DaskRowBlocks:
 
     def support_gradient(self, spec, R, with_v=False):
         return self._sum("support_gradient", spec, R, with_v)
+
+    def pattern_gradient(self, units, gates, R):
+        return self._sum("pattern_gradient", units, gates, R)
 
     def unit_gradient(self, units, gates, U, V, R):
         return self._sum("unit_gradient", units, gates, U, V, R)

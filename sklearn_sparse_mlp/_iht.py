@@ -119,10 +119,12 @@ class Problem:
         (the estimators' scaling)."""
         return Problem(self.blocks, self.loss, self.fit_intercept, alpha / self.blocks.weight_total, alpha)
 
-    def evaluate(self, layer, b0):
-        """The Point of ``layer``, its intercept re-solved from ``b0``."""
+    def evaluate(self, layer, b0, F=None):
+        """The Point of ``layer``, its intercept re-solved from ``b0`` (``F``:
+        its outputs when already known)."""
         blocks = self.blocks
-        F = blocks.forward(layer.spec()) if layer.nnz else blocks.zeros(self.k)
+        if F is None:
+            F = blocks.forward(layer.spec()) if layer.nnz else blocks.zeros(self.k)
         b = blocks.intercept(self.kind, F, b0) if self.fit_intercept else np.zeros(self.k)
         L = blocks.loss(self.kind, F, b)
         if self.penalty:
@@ -211,8 +213,8 @@ def _sync_gates(prob, point):
     residual of the other units better (a unit fitted under a random gate
     knows the sign of its slope, not which half-space it should cover).
     Units that leave the support return to their random gate and lose their
-    sign.  Then units with one activation pattern are merged and units never
-    active are dropped.  Returns the new layer and whether anything merged.
+    sign.  Returns the new layer (``_merge_duplicates`` then merges units with
+    one activation pattern).
     """
     layer = point.layer
     q, k = layer.q, layer.k
@@ -242,8 +244,7 @@ def _sync_gates(prob, point):
         signs[new] = np.where(scores[:, 1] < scores[:, 0], -1.0, 1.0)
     gates = layer.gates.copy()
     gates.set(active, U * signs)
-    layer = type(layer)(layer.p, q, k, layer.idx, layer.val, gates, signs)
-    return _merge_duplicates(prob, layer)
+    return type(layer)(layer.p, q, k, layer.idx, layer.val, gates, signs)
 
 
 def _decode(layer):
@@ -252,7 +253,7 @@ def _decode(layer):
     return decode(layer.idx, layer.q, layer.k)
 
 
-def _merge_duplicates(prob, layer):
+def _merge_duplicates(prob, layer, keys=None):
     """Merge active units whose activation patterns coincide on the data.
 
     Two units with the same pattern ``D`` contribute ``D X (w_j + w_j')``:
@@ -266,17 +267,17 @@ def _merge_duplicates(prob, layer):
     active = gates.units
     if active.size == 0:
         return layer, False
-    keys, counts = prob.blocks.pattern_keys(active, gates.vectors)
+    keys, counts = prob.blocks.pattern_keys(active, gates.vectors) if keys is None else keys
     dead = counts == 0
-    first = {}
-    target = np.arange(active.size)
     # One output: units of one pattern and one sign, whose summed weights are
     # again a ReLU unit of that pattern (of opposite signs they would not be).
     # Several outputs: the gate follows a singular vector, not the weights.
     signs = layer.signs if layer.k == 1 and layer.signs.size == active.size else np.zeros(active.size)
-    for a in range(active.size):
-        if not dead[a]:
-            target[a] = first.setdefault((int(keys[a, 0]), int(keys[a, 1]), float(signs[a])), a)
+    # Each unit's target: the first unit with its (pattern, sign).
+    rows = np.empty(active.size, dtype=[("k0", np.uint64), ("k1", np.uint64), ("s", np.float64)])
+    rows["k0"], rows["k1"], rows["s"] = keys[:, 0], keys[:, 1], signs
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    target = np.where(dead, np.arange(active.size), first[inverse.ravel()])
     if not dead.any() and np.array_equal(target, np.arange(active.size)):
         return layer, False
     q, k = layer.q, layer.k
@@ -299,14 +300,22 @@ def sync_point(prob, point):
 
     A merge sums the weights of units with one pattern: the survivor's gate
     then follows the summed weights (another update), so that the network
-    stays exactly a ReLU network.
+    stays exactly a ReLU network.  With one output the synced network's
+    outputs and patterns come from one pass (``forward_exact``), which the
+    pattern keys of the merge then read from the cache.
     """
+    F = None
     for _ in range(4):
-        layer, merged = _sync_gates(prob, point)
+        layer = _sync_gates(prob, point)
+        F, keys = None, None
+        if layer.k == 1 and layer.nnz:
+            F, *keys = prob.blocks.forward_exact(layer.gates.units, layer.gates.vectors, layer.signs)
+        layer, merged = _merge_duplicates(prob, layer, keys)
         point = Point(layer, point.b, point.F, point.L)
         if not merged:
             break
-    return prob.evaluate(point.layer, point.b)
+        F = None
+    return prob.evaluate(point.layer, point.b, F)
 
 
 # --------------------------------------------------------------------------
@@ -575,10 +584,12 @@ def gauss_newton(prob, point, n_steps, tol=0.0, ctl=None):
             system = None if ctl is None else ctl.system
             fresh = system is None or not system.matches(prob, layer)
             if fresh:
-                system = layer.support_system(prob, point)
+                system = layer.support_system(prob, point, system)
+                # An update of an earlier support's system is not fresh.
+                fresh = not system.updated
                 if ctl is not None:
                     ctl.system = system
-            dv = system.solve(layer.support_gradient(prob, prob.residual(point)))
+            dv = system.solve(layer.step_gradient(prob, prob.residual(point)))
             if dv is None or not np.any(dv):
                 break
         else:

@@ -119,6 +119,8 @@ class SupportSystem:
         self.prob = prob
         self.blocks = blocks  # [(positions, factorisation)]
         self.age = 0
+        self.raw = None  # (G, C) before centring and penalty (one output): for updates
+        self.updated = False
 
     def matches(self, prob, layer):
         return self.prob is prob and np.array_equal(self.idx, layer.idx)
@@ -132,6 +134,14 @@ class SupportSystem:
                 return None
             dv[sel] = -step
         return dv
+
+
+def _lookup(keys, queries):
+    """Positions of ``queries`` in the sorted ``keys`` and whether found."""
+    if keys.size == 0:
+        return np.zeros(queries.size, dtype=np.int64), np.zeros(queries.size, dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, queries), keys.size - 1)
+    return pos, keys[pos] == queries
 
 
 def _factorise(G, rel_floor, mode):
@@ -254,6 +264,18 @@ class FusedLayer:
         g, _ = prob.blocks.support_gradient(self.spec(), R)
         return g + prob.penalty * self.val if prob.penalty else g
 
+    def step_gradient(self, prob, R):
+        """``support_gradient`` for a Gauss-Newton step: through the dense
+        gradient of the active units (two matrix products per tile, in X's
+        dtype) when the support fills at least an eighth of their entries,
+        entry by entry otherwise."""
+        active, pos, feat, out = decode(self.idx, self.q, self.k)
+        if self.q * active.size > 8 * max(self.idx.size, 1):
+            return self.support_gradient(prob, R)
+        G = prob.blocks.pattern_gradient(active, self.gates(active), R)
+        g = G[out, feat, pos]
+        return g + prob.penalty * self.val if prob.penalty else g
+
     # ---- refinement on the support -----------------------------------------
     def refine(self, prob, point, n_steps, tol=0.0):
         """Improve the weights on the fixed support.  Returns a Point."""
@@ -285,18 +307,57 @@ class FusedLayer:
             return m <= 2000 and m * m <= max(16 * self.q * self.p * self.k, 64 * 64)
         return m <= 1500
 
-    def support_system(self, prob, point):
-        """The SupportSystem of this support at ``point``."""
+    def support_system(self, prob, point, previous=None):
+        """The SupportSystem of this support at ``point``.
+
+        ``previous``: the system of an earlier support on the same problem
+        (one output).  When at most half of this support's entries are new,
+        only their rows and columns of the matrix are formed at ``point``
+        (``n S r`` multiply-adds for r new entries) and the rest is kept from
+        ``previous`` (formed at earlier patterns: an approximation that the
+        Gauss-Newton steps accept only where it lowers the loss)."""
         blocks = prob.blocks
         pos, feat, hcol, out = self._bases()
-        if prob.loss.is_quadratic:
-            # One system (outputs decoupled by masking); the minimum-norm
-            # solution: the support's columns can be (nearly) collinear, and
-            # the answer must not depend on rounding in the null space.
+        quadratic = prob.loss.is_quadratic
+        if self.k == 1:
+            W = blocks.sw if quadratic else prob.hessian_weights(point)
+            update = previous is not None and previous.prob is prob and previous.raw is not None
+            if update:
+                old_pos, kept = _lookup(previous.idx, self.idx)
+                n_new = int(np.count_nonzero(~kept))
+                update = 0 < n_new <= self.idx.size // 2
+            if update:
+                order = np.concatenate([np.flatnonzero(kept), np.flatnonzero(~kept)])
+                n_kept = order.size - n_new
+                cols, _, c_new = blocks.normal_equations(self.spec(), pos[order], feat[order], hcol[order], W,
+                                                         out[order], first_col=n_kept)
+                G = np.empty((order.size, order.size))
+                keep = old_pos[order[:n_kept]]
+                G[:n_kept, :n_kept] = previous.raw[0][np.ix_(keep, keep)]
+                G[:, n_kept:] = cols
+                G[n_kept:, :n_kept] = cols[:n_kept].T
+                C = np.concatenate([previous.raw[1][keep], c_new])
+                inv = np.empty_like(order)
+                inv[order] = np.arange(order.size)
+                G, C = G[np.ix_(inv, inv)], C[inv]
+            else:
+                G, _, C = blocks.normal_equations(self.spec(), pos, feat, hcol, W, out)
+            s0 = 1.0 if quadratic else max(blocks.total(blocks.column(W, 0)), 1e-300)
+            M = G - np.outer(C, C) / s0 if prob.fit_intercept else G.copy()
+            M[np.diag_indices_from(M)] += prob.penalty
+            # The squared loss: the minimum-norm solution (the support's
+            # columns can be (nearly) collinear, and the answer must not
+            # depend on rounding in the null space).
+            fac = _factorise(M, 1e-10, "drop") if quadratic else _factorise(M, 1e-8, "floor")
+            system = SupportSystem(self.idx, prob, [(slice(None), fac)])
+            system.raw = (G, C)
+            system.updated = update
+            return system
+        if quadratic:
+            # One system (outputs decoupled by masking).
             G, _, C = blocks.normal_equations(self.spec(), pos, feat, hcol, blocks.sw, out)
             same = out[:, None] == out[None, :]
-            if self.k > 1:
-                G *= same
+            G *= same
             if prob.fit_intercept:
                 G = G - np.outer(C, C) * same
             if prob.penalty:

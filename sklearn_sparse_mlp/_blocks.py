@@ -152,6 +152,36 @@ def _ov_rows_tdot(Xs, i0, i1, M, out):
     return csr
 
 
+def _rows_tdot_sq(Xs, i0, i1, M, out, buf):  # pragma: no cover
+    pass
+
+
+@overload(_rows_tdot_sq, inline="always")
+def _ov_rows_tdot_sq(Xs, i0, i1, M, out, buf):
+    """``out = (X[i0:i1] ** 2).T @ M[:nb]`` (d x w); ``buf``: TILE x d scratch."""
+    if isinstance(Xs, types.Array):
+        def dense(Xs, i0, i1, M, out, buf):
+            nb = i1 - i0
+            for i in range(nb):
+                for f in range(Xs.shape[1]):
+                    x = Xs[i0 + i, f]
+                    buf[i, f] = x * x
+            np.dot(buf[:nb].T, M[:nb], out)
+        return dense
+
+    def csr(Xs, i0, i1, M, out, buf):
+        data, indices, indptr = Xs[0], Xs[1], Xs[2]
+        w = M.shape[1]
+        out[:] = 0.0
+        for ii in range(i1 - i0):
+            for t in range(indptr[i0 + ii], indptr[i0 + ii + 1]):
+                x = data[t]
+                f = indices[t]
+                for j in range(w):
+                    out[f, j] += x * x * M[ii, j]
+    return csr
+
+
 @overload(_row_span, inline="always")
 def _ov_row_span(Xs, i):
     if isinstance(Xs, types.Array):
@@ -489,29 +519,13 @@ def _forward_exact(Xs, starts, Hs, hb, signs, bits, slots, sw, F, KP, CP):
             i1 = min(starts[b + 1], i0 + TILE)
             nb = i1 - i0
             _tile_scores(Xs, i0, i1, Hs, hb, Z)
-            for a in range(m):
-                for i in range(nb):
+            for i in range(nb):
+                for a in range(m):
                     ZT[a, i] = Z[i, a]
             _exact_tile(ZT, nb, i0, signs, slots, bits, sw, h1, h2, word, cnt, nbits, Ft)
             for i in range(nb):
                 F[i0 + i, 0] = Ft[i]
         _keys_finish(b, h1, h2, word, cnt, nbits, KP, CP)
-
-
-@njit(cache=True, inline="always")
-def _exact_tile(ZT, nb, i0, signs, slots, bits, sw, h1, h2, word, cnt, nbits, Ft):
-    """From a tile's pre-activations ``ZT`` (m x TILE): the network's outputs
-    ``Ft``, the patterns into the cache and into the block's keys."""
-    m = ZT.shape[0]
-    Ft[:] = 0.0
-    for a in range(m):
-        sg = signs[a]
-        for i in range(nb):
-            Ft[i] += sg * max(ZT[a, i], 0.0)
-    _pack_tile(ZT, nb, i0, slots, bits)
-    for i in range(nb):
-        if weight(sw, i0 + i) > 0:
-            _keys_add_row(ZT, i, h1, h2, word, cnt, nbits)
 
 
 @njit(cache=True, parallel=True)
@@ -538,6 +552,50 @@ def _forward_exact_sparse(Xs, starts, has_bias, feat_ptr, f_col, f_val, signs, b
 
 
 @njit(cache=True, inline="always")
+def _exact_tile(ZT, nb, i0, signs, slots, bits, sw, h1, h2, word, cnt, nbits, Ft):
+    """From a tile's pre-activations ``ZT`` (m x TILE): the network's outputs
+    ``Ft``, the patterns into the cache (byte ``r >> 3``, bit ``r & 7`` for
+    row r; ``i0`` a multiple of 8) and into the block's keys (rows of
+    positive weight, 64 to a word)."""
+    m = ZT.shape[0]
+    for i in range(nb):
+        Ft[i] = 0.0
+    for a in range(m):
+        sg = signs[a]
+        for i in range(nb):
+            Ft[i] += sg * max(ZT[a, i], 0.0)
+    for a in range(m):
+        sl = slots[a]
+        if sl < 0:
+            continue
+        for byte in range((nb + 7) // 8):
+            v = 0
+            for bit in range(min(8, nb - byte * 8)):
+                v |= np.int64(ZT[a, byte * 8 + bit] >= 0) << bit
+            bits[(i0 >> 3) + byte, sl] = np.uint8(v)
+    c0 = nbits[0]
+    c = c0
+    for a in range(m):
+        c = c0
+        wd = word[a]
+        ct = cnt[a]
+        for i in range(nb):
+            if weight(sw, i0 + i) > 0:
+                on = np.int64(ZT[a, i] >= 0)
+                wd |= np.uint64(on) << np.uint64(c)
+                ct += on
+                c += 1
+                if c == 64:
+                    h1[a] = _mix64(h1[a] ^ wd)
+                    h2[a] = _mix64(h2[a] + wd * np.uint64(0x9E3779B97F4A7C15))
+                    wd = np.uint64(0)
+                    c = 0
+        word[a] = wd
+        cnt[a] = ct
+    nbits[0] = c
+
+
+@njit(cache=True, inline="always")
 def _keys_start(m):
     """State of a block's pattern keys (as ``_pattern_keys``): two running
     hashes, the current 64-bit word and the active counts per unit, and the
@@ -551,25 +609,6 @@ def _keys_start(m):
 
 
 @njit(cache=True, inline="always")
-def _keys_add_row(ZT, i, h1, h2, word, cnt, nbits):
-    """Row i of a tile (pre-activations ``ZT``, m x TILE) into the keys."""
-    m = ZT.shape[0]
-    nb = nbits[0]
-    for a in range(m):
-        if ZT[a, i] >= 0:
-            word[a] |= np.uint64(1) << np.uint64(nb)
-            cnt[a] += 1
-    nb += 1
-    if nb == 64:
-        for a in range(m):
-            h1[a] = _mix64(h1[a] ^ word[a])
-            h2[a] = _mix64(h2[a] + word[a] * np.uint64(0x9E3779B97F4A7C15))
-            word[a] = 0
-        nb = 0
-    nbits[0] = nb
-
-
-@njit(cache=True, inline="always")
 def _keys_finish(b, h1, h2, word, cnt, nbits, KP, CP):
     nb = nbits[0]
     for a in range(h1.shape[0]):
@@ -579,27 +618,6 @@ def _keys_finish(b, h1, h2, word, cnt, nbits, KP, CP):
         KP[b, a, 0] = _mix64(h1[a] + np.uint64(nb))
         KP[b, a, 1] = h2[a]
         CP[b, a] = cnt[a]
-
-
-@njit(cache=True, inline="always")
-def _pack_tile(ZT, nb, i0, slots, bits):
-    """Patterns ``ZT[a, :nb] >= 0`` of a tile into the cache columns ``slots``
-    (bit ``r & 7`` of byte ``r >> 3`` for row r; ``i0`` a multiple of 8)."""
-    for a in range(ZT.shape[0]):
-        sl = slots[a]
-        if sl < 0:
-            continue
-        for byte in range(nb // 8):
-            v = 0
-            for bit in range(8):
-                v |= np.int64(ZT[a, byte * 8 + bit] >= 0) << bit
-            bits[(i0 >> 3) + byte, sl] = np.uint8(v)
-        if nb % 8:
-            byte = nb // 8
-            v = 0
-            for bit in range(nb % 8):
-                v |= np.int64(ZT[a, byte * 8 + bit] >= 0) << bit
-            bits[(i0 >> 3) + byte, sl] = np.uint8(v)
 
 
 @njit(cache=True)
@@ -619,11 +637,12 @@ def _tile_preactivations(Xs, i0, i1, has_bias, XT, feat_ptr, f_col, f_val, ZT):
 
 
 @njit(cache=True, parallel=True)
-def _pattern_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, R, P):
+def _pattern_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, R, square, P):
     """Partial gradients of the units of a request at their patterns, per
     row block: ``P[b, l, f, a] = sum_{i in block b} x_if D_ia R[i, l]`` (the
     gradient of every first-layer entry of the units, as ``_gradient_chunk``
-    for random gates, the patterns read from the cache)."""
+    for random gates, the patterns read from the cache); with ``square``,
+    ``x_if^2`` in place of ``x_if`` (the diagonal of a weighted Gram matrix)."""
     d = _n_features(Xs)
     m = u_slot.shape[0]
     q = P.shape[2]
@@ -634,6 +653,7 @@ def _pattern_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, R, 
         acc = np.zeros((k, q, m))
         M = np.empty((TILE, m), dtype=Hnc.dtype)
         Gt = np.empty((d, m), dtype=Hnc.dtype)
+        buf = np.empty((TILE, d), dtype=Hnc.dtype)
         for i0 in range(starts[b], starts[b + 1], TILE):
             i1 = min(starts[b + 1], i0 + TILE)
             nb = i1 - i0
@@ -643,7 +663,10 @@ def _pattern_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, R, 
                     r = R[i0 + i, l]
                     for a in range(m):
                         M[i, a] = r if DT[a, i] else 0.0
-                _rows_tdot(Xs, i0, i1, M, Gt)
+                if square:
+                    _rows_tdot_sq(Xs, i0, i1, M, Gt, buf)
+                else:
+                    _rows_tdot(Xs, i0, i1, M, Gt)
                 for f in range(d):
                     for a in range(m):
                         acc[l, f, a] += Gt[f, a]
@@ -1397,6 +1420,27 @@ class RowBlocks:
         arrays += [a for a in (self.Y, getattr(self, "sw", None), self.cache.bits) if a is not None]
         return object.__sizeof__(self) + sum(a.nbytes for a in arrays)
 
+    def sketch(self, n_rows):
+        """Row blocks of ``n_rows`` rows drawn without replacement (a fixed
+        draw: a function of ``n`` and ``n_rows`` alone), their weights
+        normalised in turn, so that their weighted means estimate this
+        set's; None when that would be most of the rows.  Built once per
+        size (a copy of those rows)."""
+        n_rows = int(n_rows)
+        if 2 * n_rows > self.n or self.Y is None:
+            return None
+        sketches = self.__dict__.setdefault("_sketches", {})
+        if n_rows in sketches:
+            return sketches[n_rows]
+        rows = np.sort(np.random.RandomState(n_rows % (2**31 - 1)).choice(self.n, n_rows, replace=False))
+        if self.is_sparse:
+            X = sp.csr_matrix((self.Xs[0], self.Xs[1], self.Xs[2]), shape=(self.n, self.d))[rows]
+        else:
+            X = self.Xs[rows]
+        sw = None if self.sw.size == 1 else self.sw[rows]
+        sketches[n_rows] = RowBlocks(X, self.has_bias, self.Y[rows], sw)
+        return sketches[n_rows]
+
     # ---- patterns ------------------------------------------------------
     def _split_gates(self, H):
         """(features part d x m in X's dtype, contiguous; bias row)."""
@@ -1610,15 +1654,20 @@ class RowBlocks:
         kernel(self.Xs, self.starts, Rc, H, self.has_bias, P)
         return ordered_sum(P)
 
-    def pattern_gradient(self, units, gates, R):
+    def pattern_gradient(self, units, gates, R, square=False):
         """``G[l] = X^T (D o R[:, l])`` (k x q x m) for the units' patterns
-        under ``gates`` (q x m): the gradient of all their first-layer entries."""
+        under ``gates`` (q x m): the gradient of all their first-layer
+        entries; with ``square``, ``(X o X)^T (D o R[:, l])``."""
         units = np.asarray(units, dtype=np.int64)
         m = units.shape[0]
+        R = np.ascontiguousarray(R, dtype=np.float64)
+        R = R.reshape(-1, 1) if R.ndim == 1 else R
+        if R.shape[0] == 1 and self.n > 1:
+            R = np.ascontiguousarray(np.broadcast_to(R, (self.n, R.shape[1])))
         pat = self.patterns(units, gates)
         P = np.empty((self.n_blocks, R.shape[1], self.q, m))
         kernel = _pick(_pattern_gradient, _pattern_gradient_serial, self.n_blocks)
-        kernel(self.Xs, self.starts, self.has_bias, *pat, np.ascontiguousarray(R, dtype=np.float64), P)
+        kernel(self.Xs, self.starts, self.has_bias, *pat, R, bool(square), P)
         return ordered_sum(P)
 
     def support_gradient(self, spec, R, with_v=False):

@@ -366,6 +366,11 @@ class DaskRowBlocks:
                 ordered[i] = r
         return ordered
 
+    def sketch(self, n_rows):
+        """No sketch: no row of X leaves its worker (the solver forms its
+        matrices over all the rows)."""
+        return None
+
     # ---- outputs and the loss -----------------------------------------
     def zeros(self, k):
         return self._handle("zeros", k)
@@ -438,8 +443,8 @@ class DaskRowBlocks:
     def support_gradient(self, spec, R, with_v=False):
         return self._sum("support_gradient", spec, R, with_v)
 
-    def pattern_gradient(self, units, gates, R):
-        return self._sum("pattern_gradient", units, gates, R)
+    def pattern_gradient(self, units, gates, R, square=False):
+        return self._sum("pattern_gradient", units, gates, R, square)
 
     def unit_gradient(self, units, gates, U, V, R):
         return self._sum("unit_gradient", units, gates, U, V, R)

@@ -76,6 +76,12 @@ def _eig_solve(G, rhs, rel_floor, mode="drop"):
     return evecs @ ((evecs.T @ rhs) / np.maximum(scale, rel_floor * top))
 
 
+# A support's Gauss-Newton matrix is formed on a sample of the rows when
+# there are more than twice this many (at least SKETCH_MIN_ROWS, and
+# SKETCH_ROWS_PER_WEIGHT per weight of the support).
+SKETCH_MIN_ROWS = 8192
+SKETCH_ROWS_PER_WEIGHT = 32
+
 # Cholesky is used when LAPACK's estimate of the reciprocal condition number
 # (1-norm, within a factor of the size of the 2-norm one) is above this.
 _CHOLESKY_RCOND = 1e-6
@@ -98,42 +104,64 @@ def _cholesky_solve(G, rhs):
 
 
 class SupportSystem:
-    """The Gauss-Newton matrix of a fused support, factorised once, reused.
+    """The Gauss-Newton matrix of a fused support, kept and reused.
 
-    Built at one point for the support ``idx``: the matrix of the loss's
-    quadratic model in the support's weights at that point's activation
-    patterns (``A_S^T diag(h) A_S``, ``h`` the rows' curvature weights: the
-    sample weights for the squared loss), the output intercept eliminated
-    (weighted centring), plus the penalty; block diagonal over outputs.
-    ``solve(g)`` gives the step ``-M^{-1} g``.
+    Built at one point for the support ``idx``: the matrix ``M`` of the
+    loss's quadratic model in the support's weights at that point's
+    activation patterns (``A_S^T diag(h) A_S``, ``h`` the rows' curvature
+    weights: the sample weights for the squared loss), the output intercept
+    eliminated (weighted centring), plus the penalty; block diagonal over
+    outputs.  ``solve(g, lam)`` gives the Levenberg-Marquardt step
+    ``-(M + lam diag(M))^{-1} g`` (``lam = 0``: the Gauss-Newton step).
 
     Gauss-Newton steps on one support reuse it while the patterns move
     (``age`` counts the steps taken with it): a step is always the exact
     gradient through an approximate curvature, and the step is accepted
     only where the loss of the ReLU network decreases.  Forming the matrix
-    costs ``n S^2`` (S the support size), a solve ``S^2``.
+    costs ``n S^2 / 2`` (S the support size), a factorisation ``S^3 / 3``.
     """
 
     def __init__(self, idx, prob, blocks):
         self.idx = idx
         self.prob = prob
-        self.blocks = blocks  # [(positions, factorisation)]
+        self.blocks = blocks  # [(positions, matrix, mode, relative floor)]
         self.age = 0
         self.raw = None  # (G, C) before centring and penalty (one output): for updates
+        self.rows = None  # the row blocks (all rows or a sketch) it was formed on
         self.updated = False
+        self._factors = {}
 
     def matches(self, prob, layer):
         return self.prob is prob and np.array_equal(self.idx, layer.idx)
 
-    def solve(self, g):
-        """``-M^{-1} g`` (None if a block could not be factorised)."""
+    def _factor(self, i, lam):
+        key = (i, lam)
+        if key not in self._factors:
+            if len(self._factors) > 4 * len(self.blocks):
+                self._factors.clear()
+            _, M, mode, floor = self.blocks[i]
+            if lam > 0.0:
+                d = np.diag(M)
+                top = d.max() if d.size else 0.0
+                M = M + lam * np.diag(np.maximum(d, 1e-12 * top))
+                mode = "floor"
+            self._factors[key] = _factorise(M, floor, mode)
+        return self._factors[key]
+
+    def solve(self, g, lam=0.0):
+        """``-(M + lam diag(M))^{-1} g`` (None if a block could not be factorised)."""
         dv = np.zeros(g.shape[0])
-        for sel, fac in self.blocks:
-            step = _factor_solve(fac, g[sel])
+        for i, (sel, _, _, _) in enumerate(self.blocks):
+            step = _factor_solve(self._factor(i, lam), g[sel])
             if step is None or not np.all(np.isfinite(step)):
                 return None
             dv[sel] = -step
         return dv
+
+    def model_decrease(self, g, dv):
+        """The quadratic model's decrease ``-(g . dv + dv . M dv / 2)``."""
+        quad = sum(float(dv[sel] @ (M @ dv[sel])) for sel, M, _, _ in self.blocks)
+        return -(float(g @ dv) + 0.5 * quad)
 
 
 def _lookup(keys, queries):
@@ -142,6 +170,21 @@ def _lookup(keys, queries):
         return np.zeros(queries.size, dtype=np.int64), np.zeros(queries.size, dtype=bool)
     pos = np.minimum(np.searchsorted(keys, queries), keys.size - 1)
     return pos, keys[pos] == queries
+
+
+def _rescaled(M, diag):
+    """``M`` (a sketch's matrix) with its diagonal set to ``diag`` (all the
+    rows'), its correlations kept: a unit active on few rows of the sketch
+    keeps the scale of all its rows (its sketch column alone could be
+    nearly empty, and the step along it far too long)."""
+    d = np.diag(M).copy()
+    ok = d > 0
+    scale = np.zeros_like(d)
+    scale[ok] = np.sqrt(diag[ok] / d[ok])
+    M = M * scale[:, None] * scale[None, :]
+    missing = np.flatnonzero(~ok)
+    M[missing, missing] = diag[missing]
+    return M
 
 
 def _factorise(G, rel_floor, mode):
@@ -295,16 +338,28 @@ class FusedLayer:
         m = self.idx.size
         return m <= 2000 and m * m <= max(4 * self.q * self.p * self.k, 64 * 64)
 
+    def system_rows(self, prob):
+        """The row blocks a support's matrix is formed on: all the rows, or
+        a fixed sample of ``max(SKETCH_MIN_ROWS, SKETCH_ROWS_PER_WEIGHT S)``
+        rows (rounded up to a power of two) when there are more than twice
+        as many (a subsampled Gauss-Newton matrix: with the exact gradient,
+        repeated steps still converge to the refit on all rows)."""
+        m = max(SKETCH_MIN_ROWS, SKETCH_ROWS_PER_WEIGHT * self.idx.size)
+        sub = prob.blocks.sketch(1 << int(np.ceil(np.log2(m))))
+        return prob.blocks if sub is None else sub
+
     def system_ok(self, prob):
         """Whether Gauss-Newton steps may form the support's matrix (see
-        ``support_system``, ``n S^2`` multiply-adds for S weights): up to 1500
-        weights for the logistic and softmax losses (the Newton refinement's
-        rule), and for the squared loss up to 2000 where forming it costs at
-        most about four gradient passes (it is reused while the support
-        stays)."""
+        ``support_system``, ``n' S^2 / 2`` multiply-adds for S weights on n'
+        rows): up to 1500 weights for the logistic and softmax losses (the
+        Newton refinement's rule), and for the squared loss up to 2000 where
+        forming it costs at most about four gradient passes (it is reused
+        while the support stays)."""
         m = self.idx.size
         if prob.loss.is_quadratic:
-            return m <= 2000 and m * m <= max(16 * self.q * self.p * self.k, 64 * 64)
+            rows = self.system_rows(prob).n
+            return m <= 2000 and rows * m * m <= max(16 * prob.blocks.n * self.q * self.p * self.k,
+                                                     64 * 64 * rows)
         return m <= 1500
 
     def support_system(self, prob, point, previous=None):
@@ -316,12 +371,18 @@ class FusedLayer:
         (``n S r`` multiply-adds for r new entries) and the rest is kept from
         ``previous`` (formed at earlier patterns: an approximation that the
         Gauss-Newton steps accept only where it lowers the loss)."""
-        blocks = prob.blocks
+        blocks = self.system_rows(prob)
         pos, feat, hcol, out = self._bases()
         quadratic = prob.loss.is_quadratic
+        if not quadratic and blocks is not prob.blocks:
+            # The curvature weights at the sketch's own outputs.
+            W_all = blocks.hessian_weights(prob.kind, blocks.forward(self.spec()), point.b)
+        else:
+            W_all = None if quadratic else prob.hessian_weights(point)
         if self.k == 1:
-            W = blocks.sw if quadratic else prob.hessian_weights(point)
-            update = previous is not None and previous.prob is prob and previous.raw is not None
+            W = blocks.sw if quadratic else W_all
+            update = (previous is not None and previous.prob is prob and previous.raw is not None
+                      and previous.rows is blocks)
             if update:
                 old_pos, kept = _lookup(previous.idx, self.idx)
                 n_new = int(np.count_nonzero(~kept))
@@ -345,12 +406,15 @@ class FusedLayer:
             s0 = 1.0 if quadratic else max(blocks.total(blocks.column(W, 0)), 1e-300)
             M = G - np.outer(C, C) / s0 if prob.fit_intercept else G.copy()
             M[np.diag_indices_from(M)] += prob.penalty
+            if blocks is not prob.blocks:
+                M = _rescaled(M, self._full_diagonal(prob, point, quadratic))
             # The squared loss: the minimum-norm solution (the support's
             # columns can be (nearly) collinear, and the answer must not
             # depend on rounding in the null space).
-            fac = _factorise(M, 1e-10, "drop") if quadratic else _factorise(M, 1e-8, "floor")
-            system = SupportSystem(self.idx, prob, [(slice(None), fac)])
+            mode = ("drop", 1e-10) if quadratic else ("floor", 1e-8)
+            system = SupportSystem(self.idx, prob, [(slice(None), M, *mode)])
             system.raw = (G, C)
+            system.rows = blocks
             system.updated = update
             return system
         if quadratic:
@@ -362,8 +426,8 @@ class FusedLayer:
                 G = G - np.outer(C, C) * same
             if prob.penalty:
                 G[np.diag_indices_from(G)] += prob.penalty
-            return SupportSystem(self.idx, prob, [(slice(None), _factorise(G, 1e-10, "drop"))])
-        W = prob.hessian_weights(point)
+            return SupportSystem(self.idx, prob, [(slice(None), G, "drop", 1e-10)])
+        W = W_all
         perm = np.argsort(out, kind="stable")
         present, groups = np.unique(out[perm], return_inverse=True)
         groups = groups.astype(np.int64).ravel()
@@ -378,8 +442,22 @@ class FusedLayer:
                 Cl = C[sel]
                 Gl = Gl - np.outer(Cl, Cl) / max(blocks.total(blocks.column(Wp, gi)), 1e-300)
             Gl[np.diag_indices_from(Gl)] += prob.penalty
-            parts.append((perm[sel], _factorise(Gl, 1e-8, "floor")))
+            parts.append((perm[sel], Gl, "floor", 1e-8))
         return SupportSystem(self.idx, prob, parts)
+
+    def _full_diagonal(self, prob, point, quadratic):
+        """The diagonal of the support's Gauss-Newton matrix on all the rows
+        (one output; two gradient-like passes over the active units)."""
+        blocks = prob.blocks
+        active, pos, feat, _ = decode(self.idx, self.q, self.k)
+        gates = self.gates(active)
+        W = blocks.sw if quadratic else prob.hessian_weights(point)
+        diag = blocks.pattern_gradient(active, gates, W, square=True)[0][feat, pos]
+        if prob.fit_intercept:
+            C = blocks.pattern_gradient(active, gates, W)[0][feat, pos]
+            s0 = 1.0 if quadratic else max(blocks.total(blocks.column(W, 0)), 1e-300)
+            diag = diag - C * C / s0
+        return np.maximum(diag, 0.0) + prob.penalty
 
     def _bases(self):
         _, pos, feat, out = decode(self.idx, self.q, self.k)

@@ -25,7 +25,7 @@ from ._budget import counted_name, counted_size, counts_output_weights, resolve_
 from ._export import path_importances
 from ._gates import Gates
 from ._iht import (AlphaSelection, Control, IHTResult, Monitor, Problem, Stopping, fit_full, fit_minibatch,
-                   partial_step)
+                   fit_progressive, partial_step)
 from ._layers import FusedLayer, factor_fused
 
 
@@ -164,6 +164,7 @@ class BaseSparseMLP(BaseEstimator):
         "gate_update_period": [Interval(numbers.Integral, 1, None, closed="left")],
         "gate_n_features": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "progressive": ["boolean"],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -194,6 +195,7 @@ class BaseSparseMLP(BaseEstimator):
         gate_update_period=1,
         gate_n_features=None,
         batch_size=None,
+        progressive=True,
         max_iter=100,
         tol=1e-4,
         alpha="auto",
@@ -219,6 +221,7 @@ class BaseSparseMLP(BaseEstimator):
         self.gate_update_period = gate_update_period
         self.gate_n_features = gate_n_features
         self.batch_size = batch_size
+        self.progressive = progressive
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
@@ -470,7 +473,8 @@ class BaseSparseMLP(BaseEstimator):
                     elif coupling == "shared":
                         result = fit_full(prob, layer, b0, ctl, _start_stage(stop), monitor)
                     else:
-                        result = fit_full(prob, layer, b0, ctl, stop, monitor, select)
+                        fit = fit_progressive if self.progressive else fit_full
+                        result = fit(prob, layer, b0, ctl, stop, monitor, select)
                         prob = result.problem
                 else:
                     batch_size = self.batch_size

@@ -1421,25 +1421,30 @@ class RowBlocks:
         return object.__sizeof__(self) + sum(a.nbytes for a in arrays)
 
     def sketch(self, n_rows):
-        """Row blocks of ``n_rows`` rows drawn without replacement (a fixed
-        draw: a function of ``n`` and ``n_rows`` alone), their weights
-        normalised in turn, so that their weighted means estimate this
-        set's; None when that would be most of the rows.  Built once per
-        size (a copy of those rows)."""
+        """``sample(n_rows)``, built once per size and kept (a small sample
+        that the solver's matrices are formed on); None when that would be
+        most of the rows."""
         n_rows = int(n_rows)
         if 2 * n_rows > self.n or self.Y is None:
             return None
         sketches = self.__dict__.setdefault("_sketches", {})
-        if n_rows in sketches:
-            return sketches[n_rows]
+        if n_rows not in sketches:
+            sketches[n_rows] = self.sample(n_rows)
+        return sketches[n_rows]
+
+    def sample(self, n_rows):
+        """Row blocks of ``n_rows`` rows drawn without replacement (a fixed
+        draw: a function of ``n`` and ``n_rows`` alone), their weights
+        normalised in turn, so that their weighted means estimate this
+        set's (a copy of those rows)."""
+        n_rows = int(n_rows)
         rows = np.sort(np.random.RandomState(n_rows % (2**31 - 1)).choice(self.n, n_rows, replace=False))
         if self.is_sparse:
             X = sp.csr_matrix((self.Xs[0], self.Xs[1], self.Xs[2]), shape=(self.n, self.d))[rows]
         else:
             X = self.Xs[rows]
         sw = None if self.sw.size == 1 else self.sw[rows]
-        sketches[n_rows] = RowBlocks(X, self.has_bias, self.Y[rows], sw)
-        return sketches[n_rows]
+        return RowBlocks(X, self.has_bias, self.Y[rows], sw)
 
     # ---- patterns ------------------------------------------------------
     def _split_gates(self, H):

@@ -371,6 +371,10 @@ class DaskRowBlocks:
         matrices over all the rows)."""
         return None
 
+    def sample(self, n_rows):
+        """No sample of the rows either (see ``sketch``)."""
+        return None
+
     # ---- outputs and the loss -----------------------------------------
     def zeros(self, k):
         return self._handle("zeros", k)

@@ -870,6 +870,60 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None):
                      time.perf_counter() - t_polish, prob, 0.0 if select is None else select.seconds)
 
 
+# Fits on many rows start on samples of them: PROGRESSIVE_START rows (or
+# PROGRESSIVE_ROWS_PER_WEIGHT per weight of the budget, rounded up to a power
+# of two, if more), then PROGRESSIVE_FACTOR times more at each stage while
+# at most half of the rows are drawn, each stage started from the previous
+# one's network, the last on all the rows.  Most iterations, where the
+# support moves, then run on few rows; those on all the rows refine a
+# support that is nearly settled.
+PROGRESSIVE_START = 8192
+PROGRESSIVE_ROWS_PER_WEIGHT = 32
+PROGRESSIVE_FACTOR = 4
+
+
+def progressive_sizes(n, s):
+    """The sample sizes of the stages before the fit on all ``n`` rows (a
+    budget of ``s`` weights)."""
+    m = max(PROGRESSIVE_START, PROGRESSIVE_ROWS_PER_WEIGHT * int(s))
+    m = 1 << int(np.ceil(np.log2(m)))
+    sizes = []
+    while 2 * m <= n:
+        sizes.append(m)
+        m *= PROGRESSIVE_FACTOR
+    return sizes
+
+
+def fit_progressive(prob, layer, b0, ctl, stop, monitor=None, select=None):
+    """``fit_full`` on all the rows, started on growing samples of them when
+    there are many (see PROGRESSIVE_START).  Each stage is a whole fit (its
+    stopping rules, its polish); ``select`` chooses alpha in the first
+    stage, which the later ones keep; ``monitor`` (early stopping) watches
+    the last stage.  The result counts the iterations of every stage and
+    its loss curve strings theirs together (each on its own rows)."""
+    sizes = progressive_sizes(prob.blocks.n, ctl.s)
+    stages = []
+    for m in sizes:
+        rows = prob.blocks.sample(m)
+        if rows is None:
+            break
+        sub = Problem(rows, prob.loss, prob.fit_intercept, prob.alpha / rows.weight_total, prob.alpha)
+        res = fit_full(sub, layer, b0, ctl, stop, None, select)
+        stages.append(res)
+        if select is not None:
+            prob = prob.with_alpha(res.problem.alpha)
+            select = None
+        layer, b0 = res.layer, res.intercept
+        del rows, sub
+    result = fit_full(prob, layer, b0, ctl, stop, monitor, select)
+    for res in stages:
+        result.n_iter += res.n_iter
+        result.polish_seconds += res.polish_seconds
+        result.select_seconds += res.select_seconds
+    result.loss_curve = [v for res in stages for v in res.loss_curve] + result.loss_curve
+    return result
+
+
 def _stop_reason(stop, point, L_init, eps, tol_rule, L_prev, monitor, ctl, res, stable, no_gain):
     """The stopping rule that ends the fit after this iteration, or None."""
     if point.L <= L_init * (100 * eps) ** 2:

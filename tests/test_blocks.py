@@ -153,6 +153,77 @@ def test_factored_gradient_matches_explicit(dtype, sparse, cache):
     np.testing.assert_allclose(gV, Hid.T @ R, rtol=rel * 10, atol=rel * N)
 
 
+@pytest.mark.parametrize("dtype, sparse, cache", CASES[::3])
+@pytest.mark.parametrize("dense_gates", [True, False])
+def test_exact_forward_and_pattern_gradient_match_explicit(dtype, sparse, cache, dense_gates):
+    """The ReLU network ``sum_a s_a relu(X h_a)`` of sequential gates: its
+    outputs, the keys of its patterns (as ``pattern_keys``), and the dense
+    gradient of its units, plain and with squared inputs; both kernels of
+    ``forward_exact`` (a dense product, entry by entry for sparse gates)."""
+    rng = np.random.default_rng(7)
+    q = D + 1
+    m = 4 if dense_gates else 40
+    units = np.sort(rng.choice(500, m, replace=False))
+    H = rng.standard_normal((q, m))
+    if not dense_gates:  # one feature and the bias per unit: below 1/8 dense
+        keep = np.zeros_like(H, dtype=bool)
+        keep[rng.integers(0, D, m), np.arange(m)] = True
+        keep[D] = True
+        H[~keep] = 0.0
+    H[:, -1] = H[:, 0]  # two units with one pattern
+    signs = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    X = _data(dtype, sparse, [(H, True)])
+    Y = rng.standard_normal((N, 1))
+    sw = rng.random(N)
+    sw[::5] = 0.0
+    blocks = _blocks(X, True, Y, sw, cache)
+    Xa, Dm = _explicit(X, H, True)
+    Z = Xa @ H.astype(dtype).astype(np.float64)
+    F_ref = (np.maximum(Z, 0.0) * signs).sum(axis=1, keepdims=True)
+    rel = 1e-12 if dtype == np.float64 else 1e-5
+    F, keys, counts = blocks.forward_exact(units, H, signs)
+    np.testing.assert_allclose(F, F_ref, rtol=rel, atol=rel)
+    keys_ref, counts_ref = blocks.pattern_keys(units, H)
+    np.testing.assert_array_equal(keys, keys_ref)
+    np.testing.assert_array_equal(counts, counts_ref)
+    np.testing.assert_array_equal(counts, (Dm & (sw > 0)[:, None]).sum(axis=0))
+    assert np.array_equal(keys[0], keys[-1]) and not np.array_equal(keys[0], keys[1])
+    R = rng.standard_normal((N, 2))
+    G = blocks.pattern_gradient(units, H, R)
+    np.testing.assert_allclose(G, np.einsum("ia,if,il->lfa", Dm, Xa, R), rtol=rel,
+                               atol=rel * np.abs(R).sum())
+    G2 = blocks.pattern_gradient(units, H, R[:, :1], square=True)
+    np.testing.assert_allclose(G2[0], np.einsum("ia,if,i->fa", Dm, Xa ** 2, R[:, 0]), rtol=rel,
+                               atol=rel * np.abs(R).sum())
+
+
+def test_normal_equations_columns_and_samples():
+    """``first_col`` forms the trailing columns of the normal equations alone
+    (the update of a support's system), equal to those of the whole; a
+    sample of the rows is a fixed draw whose weights are renormalised."""
+    rng = np.random.default_rng(8)
+    q, p = D + 1, 60
+    gates = Gates(5, q, True)
+    X = _data(np.float64, False, [(gates(np.arange(p)), True)])
+    Y = rng.standard_normal((N, 1))
+    sw = rng.random(N)
+    blocks = RowBlocks(X, True, Y, sw)
+    idx, val = _random_fused(rng, p, q, 1, 300)
+    spec = fused_spec(idx, val, gates, q, 1)
+    pos = np.searchsorted(spec.units, idx // q)
+    feat, hcol, out = idx % q, np.full(idx.size, -1), np.zeros(idx.size, dtype=np.int64)
+    G, B, C = blocks.normal_equations(spec, pos, feat, hcol, blocks.sw, out)
+    np.testing.assert_array_equal(G, G.T)
+    Gc, Bc, Cc = blocks.normal_equations(spec, pos, feat, hcol, blocks.sw, out, first_col=170)
+    np.testing.assert_allclose(Gc, G[:, 170:], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(Bc, B[170:], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(Cc, C[170:], rtol=1e-12, atol=1e-14)
+    sub = blocks.sample(1000)
+    assert sub.n == 1000 and np.isclose(sub.sw.sum(), 1.0)
+    np.testing.assert_array_equal(sub.Xs, blocks.sample(1000).Xs)
+    assert blocks.sketch(1000) is blocks.sketch(1000) and blocks.sketch(N) is None
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_pattern_keys_and_sign_scores(sparse):
     rng = np.random.default_rng(3)

@@ -164,3 +164,77 @@ def test_alo_against_explicit_columns(case):
     alphas = np.logspace(-3, 3, 7)
     got = layer.alo(prob, point, alphas)
     np.testing.assert_allclose(got, _explicit_alo(layer, X, Y, point, kind, alphas), rtol=1e-10)
+
+
+def _fused(rng, n, kind_loss, s=40, p=30, d=5, sw=None):
+    from sklearn_sparse_mlp._layers import FusedLayer
+
+    X = rng.standard_normal((n, d))
+    q = d + 1
+    Y = (rng.random((n, 1)) < 0.4).astype(float) if kind_loss.kind != SquaredLoss().kind else rng.standard_normal((n, 1))
+    idx = np.sort(rng.choice(p * q, s, replace=False))
+    layer = FusedLayer(p, q, 1, idx, rng.standard_normal(s), Gates(4, q, True))
+    blocks = RowBlocks(X, True, Y, sw)
+    prob = Problem(blocks, kind_loss, True, penalty=0.01)
+    return layer, prob
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_support_system_is_the_refit_and_updates_match(loss):
+    """A SupportSystem formed at a point gives the Gauss-Newton step of the
+    support at its patterns: for the squared loss the penalised least
+    squares refit on the support (``refine``), for the logistic loss the
+    Newton direction; a system updated from an earlier support's (its
+    common rows and columns kept, the new entries' formed) equals the one
+    formed afresh when the patterns have not moved."""
+    from sklearn_sparse_mlp._losses import LogisticLoss
+
+    rng = np.random.default_rng(5)
+    obj = SquaredLoss() if loss == "squared" else LogisticLoss()
+    layer, prob = _fused(rng, 2000, obj)
+    point = prob.evaluate(layer, None)
+    system = layer.support_system(prob, point)
+    g = layer.step_gradient(prob, prob.residual(point))
+    np.testing.assert_allclose(g, layer.support_gradient(prob, prob.residual(point)), rtol=1e-10, atol=1e-14)
+    dv = system.solve(g)
+    if loss == "squared":
+        target = layer._refine_direct(prob, point)
+        np.testing.assert_allclose(layer.val + dv, target.layer.val, rtol=1e-8, atol=1e-10)
+    else:
+        ref = layer._newton_direction(prob, g, prob.hessian_weights(point))
+        np.testing.assert_allclose(dv, ref, rtol=1e-8, atol=1e-12)
+    assert system.model_decrease(g, dv) > 0
+    # The same gates, a support that keeps 30 entries and gains 10.
+    keep = np.sort(rng.choice(layer.idx.size, 30, replace=False))
+    extra = np.setdiff1d(rng.choice(layer.p * layer.q, 60, replace=False), layer.idx)[:10]
+    idx = np.concatenate([layer.idx[keep], extra])
+    order = np.argsort(idx)
+    other = layer.replace(idx[order], np.concatenate([layer.val[keep], rng.standard_normal(10)])[order])
+    updated = other.support_system(prob, point, previous=system)
+    assert updated.updated
+    fresh = other.support_system(prob, point)
+    g2 = other.step_gradient(prob, prob.residual(point))
+    np.testing.assert_allclose(updated.solve(g2), fresh.solve(g2), rtol=1e-7, atol=1e-10)
+
+
+def test_sketched_system_keeps_the_rows_diagonal():
+    """On many rows the system is formed on a fixed sample of them, its
+    diagonal set to all the rows' (a unit seldom active in the sample keeps
+    its scale); the Levenberg-free step is still a descent direction."""
+    import sklearn_sparse_mlp._layers as layers
+
+    rng = np.random.default_rng(6)
+    layer, prob = _fused(rng, 6000, SquaredLoss())
+    point = prob.evaluate(layer, None)
+    full = layer.support_system(prob, point)
+    old = layers.SKETCH_MIN_ROWS
+    layers.SKETCH_MIN_ROWS = 1024
+    try:
+        assert layer.system_rows(prob) is not prob.blocks
+        sketched = layer.support_system(prob, point)
+    finally:
+        layers.SKETCH_MIN_ROWS = old
+    M_full, M_sk = full.blocks[0][1], sketched.blocks[0][1]
+    np.testing.assert_allclose(np.diag(M_sk), np.diag(M_full), rtol=1e-10)
+    g = layer.step_gradient(prob, prob.residual(point))
+    assert float(g @ sketched.solve(g)) < 0

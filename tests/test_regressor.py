@@ -284,18 +284,25 @@ def test_early_stopping_restores_the_best_point(planted):
 
 
 def test_alpha_auto_follows_the_noise(planted):
-    """alpha="auto" (the default) picks a small penalty for a noiseless
-    planted network and a large one when noise dominates, and the large one
-    predicts held-out rows better than no penalty."""
+    """alpha="auto" (the default) picks a larger penalty when noise dominates
+    than on the same rows without noise, and predicts held-out noisy rows
+    better than no penalty.  The choice is made on one fit's support and
+    patterns, so it varies from seed to seed: both are checked on average
+    over four seeds."""
     X, y, Xt, yt = planted
-    clean = SparseMLPRegressor(20, hidden_layer_sizes=(50,), random_state=0).fit(X, y)
-    assert clean.alpha_ <= 1e-2
     rng = np.random.default_rng(0)
     noisy, noisy_t = y + 3 * y.std() * rng.standard_normal(y.size), yt + 3 * y.std() * rng.standard_normal(yt.size)
-    auto = SparseMLPRegressor(60, hidden_layer_sizes=(50,), random_state=0).fit(X[:600], noisy[:600])
-    assert auto.alpha_ >= 10
-    bare = SparseMLPRegressor(60, hidden_layer_sizes=(50,), alpha=1e-4, random_state=0).fit(X[:600], noisy[:600])
-    assert auto.score(Xt, noisy_t) > bare.score(Xt, noisy_t)
+    log_gap, auto_r2, bare_r2 = [], [], []
+    for seed in range(4):
+        clean = SparseMLPRegressor(60, hidden_layer_sizes=(50,), random_state=seed).fit(X[:600], y[:600])
+        auto = SparseMLPRegressor(60, hidden_layer_sizes=(50,), random_state=seed).fit(X[:600], noisy[:600])
+        bare = SparseMLPRegressor(60, hidden_layer_sizes=(50,), alpha=1e-4, random_state=seed).fit(X[:600],
+                                                                                                    noisy[:600])
+        log_gap.append(np.log10(auto.alpha_) - np.log10(clean.alpha_))
+        auto_r2.append(auto.score(Xt, noisy_t))
+        bare_r2.append(bare.score(Xt, noisy_t))
+    assert np.mean(log_gap) >= 1.0
+    assert np.mean(auto_r2) > np.mean(bare_r2)
     assert SparseMLPRegressor(20, hidden_layer_sizes=(50,), alpha=0.3, random_state=0, max_iter=3).fit(X, y).alpha_ == 0.3
 
 
@@ -313,3 +320,20 @@ def test_alpha_auto_warm_start_keeps_the_choice_and_a_path_chooses_again(planted
     # (their misfit asks for a penalty), 20 can (a weak one).
     assert path.estimators[0].alpha_ > path.estimators[1].alpha_
     assert path.estimators[1].alpha_ <= 1e-2
+
+
+def test_progressive_stages_recover_a_planted_network():
+    """With many rows the fit starts on a sample of them (8192 here, then all
+    40000): the staged fit recovers the planted network as the fit on all
+    rows from the start does, and counts the iterations of both stages."""
+    from sklearn_sparse_mlp._iht import progressive_sizes
+
+    assert progressive_sizes(40000, 20) == [8192]
+    assert progressive_sizes(16383, 20) == [] and progressive_sizes(10**6, 1000) == [32768, 131072]
+    X, y = make_planted_mlp(n_samples=45000, n_features=10, n_hidden=20, n_nonzero=20, random_state=0)
+    X, Xt, y, yt = X[:40000], X[40000:], y[:40000], y[40000:]
+    staged = SparseMLPRegressor(20, hidden_layer_sizes=(20,), random_state=0).fit(X, y)
+    flat = SparseMLPRegressor(20, hidden_layer_sizes=(20,), random_state=0, progressive=False).fit(X, y)
+    assert psnr_score(yt, staged.predict(Xt)) >= 40
+    assert psnr_score(yt, flat.predict(Xt)) >= 40
+    assert staged.n_iter_ == len(staged.loss_curve_) > 2

@@ -453,8 +453,8 @@ class DaskRowBlocks:
     def unit_gradient(self, units, gates, U, V, R):
         return self._sum("unit_gradient", units, gates, U, V, R)
 
-    def normal_equations(self, spec, b_unit, b_feat, b_hcol, w, b_out, groups=None):
-        return self._sum("normal_equations", spec, b_unit, b_feat, b_hcol, w, b_out, groups)
+    def normal_equations(self, spec, b_unit, b_feat, b_hcol, w, b_out, groups=None, first_col=0):
+        return self._sum("normal_equations", spec, b_unit, b_feat, b_hcol, w, b_out, groups, first_col)
 
     def newton_matrix(self, spec, b_unit, b_feat, b_hcol, coef, kind, F, b):
         return self._sum("newton_matrix", spec, b_unit, b_feat, b_hcol, coef, kind, F,

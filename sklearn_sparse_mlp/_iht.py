@@ -878,7 +878,7 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None):
 # support moves, then run on few rows; those on all the rows refine a
 # support that is nearly settled.
 PROGRESSIVE_START = 8192
-PROGRESSIVE_ROWS_PER_WEIGHT = 32
+PROGRESSIVE_ROWS_PER_WEIGHT = 16
 PROGRESSIVE_FACTOR = 4
 
 

@@ -80,7 +80,7 @@ def _eig_solve(G, rhs, rel_floor, mode="drop"):
 # there are more than twice this many (at least SKETCH_MIN_ROWS, and
 # SKETCH_ROWS_PER_WEIGHT per weight of the support).
 SKETCH_MIN_ROWS = 8192
-SKETCH_ROWS_PER_WEIGHT = 32
+SKETCH_ROWS_PER_WEIGHT = 16
 
 # Cholesky is used when LAPACK's estimate of the reciprocal condition number
 # (1-norm, within a factor of the size of the 2-norm one) is above this.

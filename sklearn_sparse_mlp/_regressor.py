@@ -94,7 +94,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
 
     progressive : bool, default=True
         With many rows and ``batch_size=None``, start the fit on growing
-        random samples of the rows: 8192 rows (or 32 per weight of the
+        random samples of the rows: 8192 rows (or 16 per weight of the
         budget, rounded up to a power of two, if more), then four times more
         at each stage while at most half of the rows are drawn, each stage a
         whole fit started from the previous stage's network, the last one

@@ -329,7 +329,7 @@ def test_progressive_stages_recover_a_planted_network():
     from sklearn_sparse_mlp._iht import progressive_sizes
 
     assert progressive_sizes(40000, 20) == [8192]
-    assert progressive_sizes(16383, 20) == [] and progressive_sizes(10**6, 1000) == [32768, 131072]
+    assert progressive_sizes(16383, 20) == [] and progressive_sizes(10**6, 1000) == [16384, 65536, 262144]
     X, y = make_planted_mlp(n_samples=45000, n_features=10, n_hidden=20, n_nonzero=20, random_state=0)
     X, Xt, y, yt = X[:40000], X[40000:], y[:40000], y[40000:]
     staged = SparseMLPRegressor(20, hidden_layer_sizes=(20,), random_state=0).fit(X, y)

@@ -142,18 +142,18 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         With many rows and ``batch_size=None``, start the fit on growing
         random samples of the rows: 8192 rows (or 16 per weight of the
         budget, rounded up to a power of two, if more), then four times more
-        at each stage while at most half of the rows are drawn, each stage a
-        whole fit started from the previous stage's network, the last one
-        on all the rows.  Most iterations, where the support moves, then run
-        on few rows, and the iterations on all the rows refine a nearly
-        settled network: ``make_friedman1`` with 10^6 rows fits in about 17
-        s, against several minutes on all the rows from the start, at a
-        higher test R^2 (``benchmarks/speed.py``).  ``alpha="auto"`` is
-        chosen in the first stage; ``early_stopping`` watches the last one;
-        ``n_iter_`` and ``loss_curve_`` count every stage (each stage's
-        losses on its own rows).  Fits on fewer than 16384 rows, and fits on
-        dask collections, are not staged.  False: every iteration on all the
-        rows.
+        at each stage while at most half of the rows, and at most 262144,
+        are drawn (a stage copies its rows); each stage is a whole fit (its
+        stopping rules, up to ``max_iter`` iterations) started from the
+        previous stage's network, the last one on all the rows.  Most
+        iterations, where the support moves, then run on few rows, and the
+        iterations on all the rows refine a nearly settled network
+        (``make_friedman1`` with 10^6 rows: see ``benchmarks/speed.py``).
+        ``alpha="auto"`` is chosen in the first stage; ``early_stopping``
+        watches the last one; ``n_iter_`` and ``loss_curve_`` count every
+        stage (each stage's losses on its own rows).  Fits on fewer than
+        16384 rows, and fits on dask collections, are not staged.  False:
+        every iteration on all the rows.
 
     max_iter : int, default=100
         Maximum number of IHT iterations (one full-gradient pass each), or of

@@ -873,13 +873,15 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None):
 # Fits on many rows start on samples of them: PROGRESSIVE_START rows (or
 # PROGRESSIVE_ROWS_PER_WEIGHT per weight of the budget, rounded up to a power
 # of two, if more), then PROGRESSIVE_FACTOR times more at each stage while
-# at most half of the rows are drawn, each stage started from the previous
-# one's network, the last on all the rows.  Most iterations, where the
-# support moves, then run on few rows; those on all the rows refine a
-# support that is nearly settled.
+# at most half of the rows, and at most PROGRESSIVE_MAX_ROWS, are drawn (a
+# stage copies its rows), each stage started from the previous one's
+# network, the last on all the rows.  Most iterations, where the support
+# moves, then run on few rows; those on all the rows refine a support that
+# is nearly settled.
 PROGRESSIVE_START = 8192
 PROGRESSIVE_ROWS_PER_WEIGHT = 16
 PROGRESSIVE_FACTOR = 4
+PROGRESSIVE_MAX_ROWS = 1 << 18
 
 
 def progressive_sizes(n, s):
@@ -888,7 +890,7 @@ def progressive_sizes(n, s):
     m = max(PROGRESSIVE_START, PROGRESSIVE_ROWS_PER_WEIGHT * int(s))
     m = 1 << int(np.ceil(np.log2(m)))
     sizes = []
-    while 2 * m <= n:
+    while 2 * m <= n and m <= PROGRESSIVE_MAX_ROWS:
         sizes.append(m)
         m *= PROGRESSIVE_FACTOR
     return sizes

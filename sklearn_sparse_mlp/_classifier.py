@@ -156,8 +156,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         every iteration on all the rows.
 
     max_iter : int, default=100
-        Maximum number of IHT iterations (one full-gradient pass each), or of
-        epochs when ``batch_size`` is set.
+        Maximum number of IHT iterations (one full-gradient pass each) of
+        each ``progressive`` stage, or of epochs when ``batch_size`` is set.
 
     tol : float, default=1e-4
         Stop when the loss (in nats for the log loss) changes by less than
@@ -182,8 +182,11 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         classifiers).
 
     n_refine_steps : int, default=5
-        Newton (or, for large supports, gradient) steps on the support after
-        each thresholding step.
+        Most refit steps on the support after each thresholding step: damped
+        Gauss-Newton steps of the ReLU network with sequential gates (see
+        the user guide's section on the solver), fewer when a step gains
+        less than ``tol``; with fixed gates, Newton steps (or,
+        for large supports, gradient steps).  0 gives plain normalised IHT.
 
     fit_intercept : bool, default=True
         Fit hidden biases (counted in the budget) and output intercepts (not

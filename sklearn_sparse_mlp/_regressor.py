@@ -110,8 +110,8 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         every iteration on all the rows.
 
     max_iter : int, default=100
-        Maximum number of IHT iterations (one full-gradient pass each), or of
-        epochs when ``batch_size`` is set.
+        Maximum number of IHT iterations (one full-gradient pass each) of
+        each ``progressive`` stage, or of epochs when ``batch_size`` is set.
 
     tol : float, default=1e-4
         Stop when the relative change of the loss over one iteration is below
@@ -165,8 +165,12 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         classifiers).
 
     n_refine_steps : int, default=5
-        Conjugate-gradient steps on the support after each thresholding step
-        (0 gives plain normalised IHT).
+        Most refit steps on the support after each thresholding step: damped
+        Gauss-Newton steps of the ReLU network with sequential gates (see
+        the user guide's section on the solver), fewer when a step gains
+        less than ``tol``; with fixed gates, the least-squares refit (or,
+        for large supports, conjugate-gradient steps).  0 gives plain
+        normalised IHT.
 
     fit_intercept : bool, default=True
         Fit hidden biases (a constant input, counted in the budget) and an

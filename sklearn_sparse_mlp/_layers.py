@@ -106,53 +106,41 @@ def _cholesky_solve(G, rhs):
 class SupportSystem:
     """The Gauss-Newton matrix of a fused support, kept and reused.
 
-    Built at one point for the support ``idx``: the matrix ``M`` of the
+    Formed at one point for the support ``idx``: the matrix ``M`` of the
     loss's quadratic model in the support's weights at that point's
     activation patterns (``A_S^T diag(h) A_S``, ``h`` the rows' curvature
     weights: the sample weights for the squared loss), the output intercept
     eliminated (weighted centring), plus the penalty; block diagonal over
-    outputs.  ``solve(g, lam)`` gives the Levenberg-Marquardt step
-    ``-(M + lam diag(M))^{-1} g`` (``lam = 0``: the Gauss-Newton step).
+    outputs.  ``solve(g)`` gives the step ``-M^{-1} g`` (the minimum-norm
+    solution for the squared loss, eigenvalues floored at 1e-8 of the
+    largest otherwise).
 
-    Gauss-Newton steps on one support reuse it while the patterns move
-    (``age`` counts the steps taken with it): a step is always the exact
-    gradient through an approximate curvature, and the step is accepted
-    only where the loss of the ReLU network decreases.  Forming the matrix
-    costs ``n S^2 / 2`` (S the support size), a factorisation ``S^3 / 3``.
+    Gauss-Newton steps on one support reuse it while the patterns move: a
+    step is always the exact gradient through an approximate curvature, and
+    it is accepted only where the loss of the ReLU network decreases.
+    Forming the matrix costs ``n S^2 / 2`` multiply-adds (S the support
+    size), factorising it ``S^3 / 3``.
     """
 
     def __init__(self, idx, prob, blocks):
         self.idx = idx
         self.prob = prob
         self.blocks = blocks  # [(positions, matrix, mode, relative floor)]
-        self.age = 0
         self.raw = None  # (G, C) before centring and penalty (one output): for updates
         self.rows = None  # the row blocks (all rows or a sketch) it was formed on
-        self.updated = False
-        self._factors = {}
+        self.updated = False  # formed partly from an earlier support's system
+        self._factors = None
 
     def matches(self, prob, layer):
         return self.prob is prob and np.array_equal(self.idx, layer.idx)
 
-    def _factor(self, i, lam):
-        key = (i, lam)
-        if key not in self._factors:
-            if len(self._factors) > 4 * len(self.blocks):
-                self._factors.clear()
-            _, M, mode, floor = self.blocks[i]
-            if lam > 0.0:
-                d = np.diag(M)
-                top = d.max() if d.size else 0.0
-                M = M + lam * np.diag(np.maximum(d, 1e-12 * top))
-                mode = "floor"
-            self._factors[key] = _factorise(M, floor, mode)
-        return self._factors[key]
-
-    def solve(self, g, lam=0.0):
-        """``-(M + lam diag(M))^{-1} g`` (None if a block could not be factorised)."""
+    def solve(self, g):
+        """``-M^{-1} g`` (None if a block could not be factorised)."""
+        if self._factors is None:
+            self._factors = [_factorise(M, floor, mode) for _, M, mode, floor in self.blocks]
         dv = np.zeros(g.shape[0])
-        for i, (sel, _, _, _) in enumerate(self.blocks):
-            step = _factor_solve(self._factor(i, lam), g[sel])
+        for (sel, _, _, _), fac in zip(self.blocks, self._factors):
+            step = _factor_solve(fac, g[sel])
             if step is None or not np.all(np.isfinite(step)):
                 return None
             dv[sel] = -step

@@ -220,7 +220,7 @@ def test_support_system_is_the_refit_and_updates_match(loss):
 def test_sketched_system_keeps_the_rows_diagonal():
     """On many rows the system is formed on a fixed sample of them, its
     diagonal set to all the rows' (a unit seldom active in the sample keeps
-    its scale); the Levenberg-free step is still a descent direction."""
+    its scale); its step is still a descent direction."""
     import sklearn_sparse_mlp._layers as layers
 
     rng = np.random.default_rng(6)

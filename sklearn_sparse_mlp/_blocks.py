@@ -1413,6 +1413,11 @@ class RowBlocks:
                 self.sw = np.ascontiguousarray(sw / self.weight_total)
         self.cache = _PatternCache(self.n, self.q, cache_bytes)
 
+    def row_bytes(self):
+        """Bytes of X per row (dense or CSR, on average)."""
+        arrays = list(self.Xs[:3]) if self.is_sparse else [self.Xs]
+        return sum(a.nbytes for a in arrays) / max(self.n, 1)
+
     def __sizeof__(self):
         """Bytes held (rows, targets, weights, pattern cache): what dask's
         scheduler weighs when it places work next to a block set."""

@@ -873,24 +873,26 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None):
 # Fits on many rows start on samples of them: PROGRESSIVE_START rows (or
 # PROGRESSIVE_ROWS_PER_WEIGHT per weight of the budget, rounded up to a power
 # of two, if more), then PROGRESSIVE_FACTOR times more at each stage while
-# at most half of the rows, and at most PROGRESSIVE_MAX_ROWS, are drawn (a
-# stage copies its rows), each stage started from the previous one's
-# network, the last on all the rows.  Most iterations, where the support
+# at most half of the rows, at most PROGRESSIVE_MAX_ROWS, and at most an
+# eighth of X or PROGRESSIVE_COPY_BYTES, whichever is more (a stage copies
+# its rows), are drawn, each stage started from the previous one's network,
+# the last on all the rows.  Most iterations, where the support
 # moves, then run on few rows; those on all the rows refine a support that
 # is nearly settled.
 PROGRESSIVE_START = 8192
 PROGRESSIVE_ROWS_PER_WEIGHT = 16
 PROGRESSIVE_FACTOR = 4
 PROGRESSIVE_MAX_ROWS = 1 << 18
+PROGRESSIVE_COPY_BYTES = 32 << 20
 
 
-def progressive_sizes(n, s):
+def progressive_sizes(n, s, max_rows=PROGRESSIVE_MAX_ROWS):
     """The sample sizes of the stages before the fit on all ``n`` rows (a
-    budget of ``s`` weights)."""
+    budget of ``s`` weights; ``max_rows``: the most rows a stage may copy)."""
     m = max(PROGRESSIVE_START, PROGRESSIVE_ROWS_PER_WEIGHT * int(s))
     m = 1 << int(np.ceil(np.log2(m)))
     sizes = []
-    while 2 * m <= n and m <= PROGRESSIVE_MAX_ROWS:
+    while 2 * m <= n and m <= min(max_rows, PROGRESSIVE_MAX_ROWS):
         sizes.append(m)
         m *= PROGRESSIVE_FACTOR
     return sizes
@@ -903,26 +905,31 @@ def fit_progressive(prob, layer, b0, ctl, stop, monitor=None, select=None):
     stage, which the later ones keep; ``monitor`` (early stopping) watches
     the last stage.  The result counts the iterations of every stage and
     its loss curve strings theirs together (each on its own rows)."""
-    sizes = progressive_sizes(prob.blocks.n, ctl.s)
-    stages = []
+    blocks = prob.blocks
+    # A stage copies its rows: at most an eighth of X, or PROGRESSIVE_COPY_BYTES.
+    row_bytes = max(blocks.row_bytes(), 1e-300) if hasattr(blocks, "row_bytes") else np.inf
+    copy_rows = max(blocks.n / 8, PROGRESSIVE_COPY_BYTES / row_bytes)
+    sizes = progressive_sizes(blocks.n, ctl.s, copy_rows)
+    n_iter, polish_s, select_s, curve = 0, 0.0, 0.0, []
     for m in sizes:
         rows = prob.blocks.sample(m)
         if rows is None:
             break
         sub = Problem(rows, prob.loss, prob.fit_intercept, prob.alpha / rows.weight_total, prob.alpha)
         res = fit_full(sub, layer, b0, ctl, stop, None, select)
-        stages.append(res)
         if select is not None:
             prob = prob.with_alpha(res.problem.alpha)
             select = None
         layer, b0 = res.layer, res.intercept
-        del rows, sub
+        n_iter, polish_s, curve = n_iter + res.n_iter, polish_s + res.polish_seconds, curve + res.loss_curve
+        select_s += res.select_seconds
+        # The stage's rows (a copy) and their caches go before the next stage.
+        del rows, sub, res
     result = fit_full(prob, layer, b0, ctl, stop, monitor, select)
-    for res in stages:
-        result.n_iter += res.n_iter
-        result.polish_seconds += res.polish_seconds
-        result.select_seconds += res.select_seconds
-    result.loss_curve = [v for res in stages for v in res.loss_curve] + result.loss_curve
+    result.n_iter += n_iter
+    result.polish_seconds += polish_s
+    result.select_seconds += select_s
+    result.loss_curve = curve + result.loss_curve
     return result
 
 

@@ -16,7 +16,9 @@ A partition is cut into blocks of the size the whole data would be cut into
 data's total, so each partition's answer is a sum of the in-memory blocks'
 terms.  When every partition is one in-memory block (chunks of
 ``dask_row_chunks(n)`` rows) the model is bit-identical to the in-memory
-fit; otherwise sums are grouped differently and agree to rounding.
+fit; otherwise sums are grouped differently and agree to rounding.  (On
+more than 16383 rows the in-memory fit also uses fixed samples of its rows,
+which a dask fit does not draw: the fits then differ; see the user guide.)
 
 Without a distributed client the partitions are computed with dask's local
 scheduler into this process and the same map-reduce runs on a thread pool.

@@ -217,6 +217,45 @@ def test_support_system_is_the_refit_and_updates_match(loss):
     np.testing.assert_allclose(updated.solve(g2), fresh.solve(g2), rtol=1e-7, atol=1e-10)
 
 
+def test_truncated_step_drops_the_small_eigenvalues():
+    """``solve(g, drop=f)`` is the step through the eigenvectors of ``M``
+    whose eigenvalues exceed ``f`` times the largest (a collinear support:
+    two columns nearly equal), computed explicitly; systems with no
+    eigendecomposition to truncate (the logistic loss) give None."""
+    from sklearn_sparse_mlp._layers import TRUNCATED_DROP_FLOOR, FusedLayer
+    from sklearn_sparse_mlp._losses import LogisticLoss
+
+    rng = np.random.default_rng(8)
+    n = 600
+    X = rng.standard_normal((n, 3))
+    X[:, 1] = X[:, 0] + 1e-4 * rng.standard_normal(n)  # nearly collinear features
+    y = X[:, 0] - X[:, 2] + 0.1 * rng.standard_normal(n)
+    q = 4
+    # One unit's weights on the three features: its support columns are
+    # the features on the unit's active rows, two of them nearly collinear.
+    idx = np.array([0, 1, 2])
+    layer = FusedLayer(3, q, 1, idx, np.array([0.3, 0.1, -0.2]), Gates(4, q, True))
+    prob = Problem(RowBlocks(X, True, y[:, None]), SquaredLoss(), True, penalty=0.0)
+    point = prob.evaluate(layer, None)
+    system = layer.support_system(prob, point)
+    M = system.blocks[0][1]
+    evals, evecs = np.linalg.eigh(M)
+    assert 1e-10 * evals[-1] < evals[0] < TRUNCATED_DROP_FLOOR * evals[-1] < evals[1]
+    g = layer.step_gradient(prob, prob.residual(point))
+    keep = evals > TRUNCATED_DROP_FLOOR * evals[-1]
+    V = evecs[:, keep]
+    expected = -V @ ((V.T @ g) / evals[keep])
+    np.testing.assert_allclose(system.solve(g, drop=TRUNCATED_DROP_FLOOR), expected, rtol=1e-8, atol=1e-12)
+    full = system.solve(g)
+    assert np.linalg.norm(full) > np.linalg.norm(expected)
+    np.testing.assert_allclose(evecs[:, keep].T @ full, evecs[:, keep].T @ expected, rtol=1e-6, atol=1e-10)
+    yl = (y > 0).astype(float)
+    lprob = Problem(RowBlocks(X, True, yl[:, None]), LogisticLoss(), True, penalty=0.01)
+    lpoint = lprob.evaluate(layer, None)
+    lsys = layer.support_system(lprob, lpoint)
+    assert lsys.solve(layer.step_gradient(lprob, lprob.residual(lpoint)), drop=TRUNCATED_DROP_FLOOR) is None
+
+
 def test_sketched_system_keeps_the_rows_diagonal():
     """On many rows the system is formed on a fixed sample of them, its
     diagonal set to all the rows' (a unit seldom active in the sample keeps

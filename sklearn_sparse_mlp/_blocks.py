@@ -1797,8 +1797,12 @@ class RowBlocks:
             new = np.triu(tail[first_col:])
             tail[first_col:] = new + np.triu(new, 1).T
             return tail, Bv[first_col:], Cv[first_col:]
-        G = np.triu(G)
-        G += np.triu(G, 1).T
+        # Group by group: G is zero between groups (a system of many small
+        # groups, e.g. one per class, would otherwise mirror all of S x S).
+        for g in range(n_groups):
+            lo, hi = int(gstart[g]), int(gstart[g + 1])
+            block = G[lo:hi, lo:hi]
+            block[:] = np.triu(block) + np.triu(block, 1).T
         return G, Bv, Cv
 
     def alo_sums(self, spec, b_unit, b_feat, gstart, group_out, Qt, q_off, abar, WQ, invd, zbar, s0inv,

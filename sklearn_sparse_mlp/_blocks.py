@@ -62,6 +62,7 @@ from ._losses import (
 )
 
 TILE = 256  # rows per tile: a tile's products stay in a core's cache
+TASK_TILES = 16  # tiles per task of the row-parallel kernels (buffers allocated once per task)
 MIN_BLOCK_ROWS = 2048
 MAX_BLOCKS = 16
 SUB = 256  # gates per task of the gradient pass
@@ -484,21 +485,23 @@ def _fill_patterns(Xs, n, Hs, hb, bits, slots):
     """Bit-packed patterns ``1[X h_a >= 0]`` of gates ``Hs`` (d x m) into the
     cache columns ``slots`` (rows are independent)."""
     m = Hs.shape[1]
-    for t in prange((n + TILE - 1) // TILE):
-        i0 = t * TILE
-        i1 = min(n, i0 + TILE)
-        nb = i1 - i0
+    n_tiles = (n + TILE - 1) // TILE
+    for task in prange((n_tiles + TASK_TILES - 1) // TASK_TILES):
         Z = np.empty((TILE, m), dtype=Hs.dtype)
-        _tile_scores(Xs, i0, i1, Hs, hb, Z)
-        for a in range(m):
-            sl = slots[a]
-            for byte in range((nb + 7) // 8):
-                v = 0
-                for bit in range(8):
-                    i = byte * 8 + bit
-                    if i < nb and Z[i, a] >= 0:
-                        v |= 1 << bit
-                bits[(i0 >> 3) + byte, sl] = np.uint8(v)
+        for t in range(task * TASK_TILES, min(n_tiles, (task + 1) * TASK_TILES)):
+            i0 = t * TILE
+            i1 = min(n, i0 + TILE)
+            nb = i1 - i0
+            _tile_scores(Xs, i0, i1, Hs, hb, Z)
+            for a in range(m):
+                sl = slots[a]
+                for byte in range((nb + 7) // 8):
+                    v = 0
+                    for bit in range(8):
+                        i = byte * 8 + bit
+                        if i < nb and Z[i, a] >= 0:
+                            v |= 1 << bit
+                    bits[(i0 >> 3) + byte, sl] = np.uint8(v)
 
 
 @njit(cache=True, parallel=True)
@@ -686,20 +689,26 @@ def _forward(Xs, n, has_bias, bits, u_slot, Hnc, hbnc, nc_col, feat_ptr, f_col, 
     ``Vout`` (R x k) maps hidden columns to outputs.
     """
     m = u_slot.shape[0]
-    for t in prange((n + TILE - 1) // TILE):
-        i0 = t * TILE
-        i1 = min(n, i0 + TILE)
+    n_tiles = (n + TILE - 1) // TILE
+    # Tasks of TASK_TILES tiles, whose buffers are allocated once (a tile's
+    # hidden columns can exceed malloc's mmap threshold: allocated per tile
+    # they cost page faults, e.g. in a dask worker where that threshold is fixed).
+    for task in prange((n_tiles + TASK_TILES - 1) // TASK_TILES):
         DT = np.empty((m, TILE), dtype=np.uint8)
         Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
         XT = _xt_buffer(Xs)
         HidT = np.empty((col_unit.shape[0], TILE))
-        _tile_transpose(Xs, i0, i1, XT)
-        _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
-        _tile_hidden(Xs, i0, i1, has_bias, XT, DT, feat_ptr, f_col, f_val, col_unit, HidT)
-        out = np.dot(HidT.T, Vout)
-        for i in range(i1 - i0):
-            for l in range(F.shape[1]):
-                F[i0 + i, l] = out[i, l]
+        out = np.empty((TILE, Vout.shape[1]))
+        for t in range(task * TASK_TILES, min(n_tiles, (task + 1) * TASK_TILES)):
+            i0 = t * TILE
+            i1 = min(n, i0 + TILE)
+            _tile_transpose(Xs, i0, i1, XT)
+            _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
+            _tile_hidden(Xs, i0, i1, has_bias, XT, DT, feat_ptr, f_col, f_val, col_unit, HidT)
+            np.dot(HidT.T, Vout, out)
+            for i in range(i1 - i0):
+                for l in range(F.shape[1]):
+                    F[i0 + i, l] = out[i, l]
 
 
 @njit(cache=True, parallel=True)
@@ -1218,8 +1227,73 @@ def _moments(F, shift, sw, starts, sq, lin):
         sq[b] = acc
 
 
+@njit(cache=True, parallel=True)
+def _block_centre(F, Y, residual, sw, starts, center, want_r, W, S, MB, M2, R):
+    """Per block ``t``, of the rows ``v_i = F_i`` (or ``Y_i - F_i`` if
+    ``residual``): the weight ``W[t] = sum sw_i``, the sums ``S[t] = sum sw_i
+    v_i``, the mean ``MB[t] = S[t] / W[t]`` used as the block's centre
+    (0 unless ``center``), ``M2[t] = sum sw_i ||v_i - MB[t]||^2``, and if
+    ``want_r`` the rows ``R_i = sw_i (v_i - MB[t])``.  Two passes over the
+    block (no cancellation); blocks are merged by ``merge_centred``."""
+    k = F.shape[1]
+    for t in prange(starts.shape[0] - 1):
+        wt = 0.0
+        s = np.zeros(k)
+        for i in range(starts[t], starts[t + 1]):
+            w = weight(sw, i)
+            wt += w
+            for l in range(k):
+                v = Y[i, l] - F[i, l] if residual else F[i, l]
+                s[l] += w * v
+        m = np.zeros(k)
+        if center and wt > 0.0:
+            for l in range(k):
+                m[l] = s[l] / wt
+        acc = 0.0
+        for i in range(starts[t], starts[t + 1]):
+            w = weight(sw, i)
+            for l in range(k):
+                v = Y[i, l] - F[i, l] if residual else F[i, l]
+                dv = v - m[l]
+                acc += w * dv * dv
+                if want_r:
+                    R[i, l] = w * dv
+        W[t] = wt
+        M2[t] = acc
+        for l in range(k):
+            S[t, l] = s[l]
+            MB[t, l] = m[l]
+
+
+def merge_centred(W, S, MB, M2, center):
+    """Blocks' ``_block_centre`` sums (in block order) merged: ``(sum_i sw_i
+    ||v_i - mean||^2, mean, the blocks' offsets MB - mean)`` with ``mean``
+    the weighted mean of all rows if ``center``, else 0 (Chan's pairwise
+    rule: each block's spread about its own mean plus its mean's offset)."""
+    total = float(ordered_sum(W))
+    k = S.shape[1]
+    mean = ordered_sum(S) / total if center and total > 0.0 else np.zeros(k)
+    offset = MB - mean
+    sq = float(ordered_sum(M2 + W * np.einsum("tl,tl->t", offset, offset)))
+    return sq, mean, offset
+
+
+def merge_product(parts, c_parts, spec, center):
+    """``(sum_i sw_i ||(A d)_i - mean||^2, mean, A^T Sw ((A d) - mean))``
+    from the blocks' ``RowBlocks.product_parts`` and (when ``center``) their
+    ``support_weight_parts``: each block's gradient is taken about its own
+    mean, and the offset of that mean is added back through ``A_t^T sw``."""
+    W, S, MB, M2, G = parts
+    sq, mean, offset = merge_centred(W, S, MB, M2, center)
+    if center and G.shape[1]:
+        # An entry's hidden column reaches the outputs through its row of Vout.
+        G = G + c_parts * (offset @ np.asarray(spec.Vout, dtype=np.float64)[spec.e_col].T)
+    return sq, mean, ordered_sum(G) if G.shape[0] else np.zeros(G.shape[1])
+
+
 _gradient_chunk_serial = serial_kernel(_gradient_chunk)
 _moments_serial = serial_kernel(_moments)
+_block_centre_serial = serial_kernel(_block_centre)
 _fill_patterns_serial = serial_kernel(_fill_patterns)
 _forward_serial = serial_kernel(_forward)
 _forward_exact_serial = serial_kernel(_forward_exact)
@@ -1597,15 +1671,53 @@ class RowBlocks:
         return F1 + c * F2
 
     def centered_moments(self, F, center):
-        """``(sum_i sw_i ||F_i - mean||^2, mean)`` with ``mean = sum_i sw_i F_i``
-        if ``center``, else 0 (two passes: no cancellation)."""
-        k = F.shape[1]
-        mean = self._moments(F, np.zeros(k), self.sw)[1] if center else np.zeros(k)
-        return self._moments(F, mean, self.sw)[0], mean
+        """``(sum_i sw_i ||F_i - mean||^2, mean)`` with ``mean`` the weighted
+        mean of the rows if ``center``, else 0 (block by block about each
+        block's mean, then merged: no cancellation)."""
+        return merge_centred(*self.centred_stats(F, center), center)[:2]
 
-    def weighted(self, F, shift):
-        """The residual handle ``sw_i (F_i - shift)``."""
-        return self.sw[:, None] * (F - shift)
+    def centred_stats(self, F, center, residual=False, R=None):
+        """Per block (``_block_centre``): ``(W, S, MB, M2)`` of the rows of
+        ``F`` (of ``Y - F`` if ``residual``); with ``R`` (n x k) the weighted
+        rows about their block's mean are written there."""
+        k = F.shape[1]
+        nb = self.n_blocks
+        W, M2 = np.empty(nb), np.empty(nb)
+        S, MB = np.empty((nb, k)), np.empty((nb, k))
+        kernel = _pick(_block_centre, _block_centre_serial, nb)
+        kernel(F, self.Y if residual else F, bool(residual), self.sw, self.starts, bool(center), R is not None,
+               W, S, MB, M2, np.empty((1, k)) if R is None else R)
+        return W, S, MB, M2
+
+    def squared_fit(self, F):
+        """``(b, L)``: the output intercept minimising the squared loss of
+        outputs ``F`` (the weighted mean of ``Y - F``) and that loss, from
+        one pass."""
+        sq, mean, _ = merge_centred(*self.centred_stats(F, True, residual=True), True)
+        return mean, 0.5 * sq
+
+    def product_parts(self, spec, d, center):
+        """Per block, for the outputs ``A d`` of the direction ``d`` on the
+        entries of ``spec``: ``centred_stats`` and the gradient ``A_t^T
+        sw (A d - MB[t])`` of the block's rows about their own mean
+        (merged by ``merge_product``); one round trip on a cluster."""
+        F = self.forward(spec.with_values(d))
+        R = np.empty_like(F)
+        stats = self.centred_stats(F, center, R=R)
+        return stats + (self.support_gradient_parts(spec, R)[0],)
+
+    def support_weight_parts(self, spec):
+        """Per block: ``A_t^T sw`` on the entries of ``spec`` (each entry's
+        input times its unit's pattern, weighted; ``merge_product``)."""
+        ones = spec.with_values(spec.e_val, np.ones((spec.col_unit.size, 1)))
+        w = np.ascontiguousarray(np.broadcast_to(self.sw, (self.n,)), dtype=np.float64)[:, None]
+        return self.support_gradient_parts(ones, w)[0]
+
+    def centred_product(self, spec, d, center, c_parts):
+        """``(sum_i sw_i ||(A d)_i - mean||^2, mean, A^T Sw (A d - mean))``:
+        the product of a conjugate-gradient step on the support (``c_parts``:
+        ``support_weight_parts`` of the same spec and patterns)."""
+        return merge_product(self.product_parts(spec, d, center), c_parts, spec, center)
 
     def column(self, W, l):
         """Column ``l`` of a per-row handle, as per-row weights."""
@@ -1683,11 +1795,16 @@ class RowBlocks:
     def support_gradient(self, spec, R, with_v=False):
         """``(A^T R)`` on the entries of ``spec`` (s,), and ``Hid^T R`` (R x k)
         if ``with_v``."""
+        gP, vP = self.support_gradient_parts(spec, R, with_v)
+        return ordered_sum(gP), ordered_sum(vP)
+
+    def support_gradient_parts(self, spec, R, with_v=False):
+        """``support_gradient`` per block (n_blocks x s, n_blocks x R x k)."""
         s = spec.e_val.size
         k = R.shape[1]
         n_col = spec.col_unit.size
         if s == 0:
-            return np.zeros(0), np.zeros((n_col, k))
+            return np.zeros((self.n_blocks, 0)), np.zeros((self.n_blocks, n_col, k))
         pat = self.patterns(spec.units, spec.gates)
         ptr, col, val, ent = spec.by_feature(self.q)
         gP = np.empty((self.n_blocks, s))
@@ -1696,7 +1813,7 @@ class RowBlocks:
         kernel(self.Xs, self.starts, self.has_bias, *pat, ptr, col, val, ent, spec.col_unit,
                np.ascontiguousarray(spec.Vout, dtype=np.float64), np.ascontiguousarray(R, dtype=np.float64),
                bool(with_v), gP, vP)
-        return ordered_sum(gP), ordered_sum(vP)
+        return gP, vP
 
     def unit_gradient(self, units, gates, U, V, R):
         """Gradients of a factored layer: first-layer ``U`` (q x m, dense) and
@@ -1867,6 +1984,13 @@ class RowBlocks:
         kernel = _pick(_pattern_keys, _pattern_keys_serial, self.n_blocks)
         kernel(self.Xs, self.starts, *pat, self.sw, KP, CP)
         return KP, CP
+
+    def forward_exact_summary(self, units, gates, signs):
+        """``forward_exact_parts`` and the ``centred_stats`` of the residuals
+        ``Y - F`` of its outputs: what a gate update asks of the blocks, in
+        one pass (one round trip on a cluster)."""
+        F, KP, CP = self.forward_exact_parts(units, gates, signs)
+        return (F, KP, CP) + self.centred_stats(F, True, residual=True)
 
     def sign_scores(self, kind, units, gates, W, U, F, b):
         """Loss (m, 2) when unit a, contributing ``X W[:, a, :]`` under its

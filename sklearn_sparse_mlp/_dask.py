@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ._blocks import CACHE_BYTES, RowBlocks, block_starts, combine_keys
+from ._blocks import (CACHE_BYTES, RowBlocks, block_starts, combine_keys, merge_centred,
+                      merge_product)
 from ._losses import newton_intercept, ordered_sum
 
 
@@ -168,6 +169,9 @@ def _part_stats(part):
             finite_w)
 
 
+_FIRST = "first"  # a step's ``out`` (id, _FIRST): see BlockHost.run
+
+
 class _Slot:
     """Marks the position of a handle (its id) in a call's arguments."""
 
@@ -213,7 +217,9 @@ class BlockHost:
     def run(self, steps, free=()):
         """Run ``steps`` ((method, layout, out) each) on every partition in
         turn; the last step's answers, one per partition (None when it is
-        kept under a handle id).  ``free``: handle ids the solver dropped."""
+        kept under a handle id; with ``out = (id, _FIRST)`` the first item of
+        a tuple answer is kept and the rest answered).  ``free``: handle ids
+        the solver dropped."""
 
         def one(i):
             block = self.blocks[i]
@@ -235,7 +241,10 @@ class BlockHost:
                         args.append(a)
                 with _serial_numba():
                     result = getattr(block, method)(*args)
-                if out is not None:
+                if isinstance(out, tuple):  # (id, _FIRST): keep the first item, answer the rest
+                    self.store.setdefault(out[0], [None] * len(self.blocks))[i] = result[0]
+                    result = result[1:]
+                elif out is not None:
                     self.store.setdefault(out, [None] * len(self.blocks))[i] = result
                     result = None
             return result
@@ -326,9 +335,10 @@ class DaskRowBlocks:
         self._free = []
         self._pending = []
         self._next_id = 0
+        self._prefetched = None  # (handle id, residual sums of those outputs)
 
     # ---- the map-reduce ---------------------------------------------------
-    def _run(self, method, args):
+    def _run(self, method, args, keep=None):
         """The partitions' answers to ``method(*args)`` (a list per host).
 
         Calls that make a per-row array (a handle) are not sent on their own:
@@ -336,7 +346,8 @@ class DaskRowBlocks:
         answer, as one program (one round trip)."""
         self.n_calls += 1
         free, self._free = self._free, []
-        steps = _prune(self._pending + [(method, self._layout(args), None)], set(free))
+        last = (method, self._layout(args), None if keep is None else (keep, _FIRST))
+        steps = _prune(self._pending + [last], set(free))
         self._pending = []
         if not self.remote:
             return [h[0].run(steps, free) for h in self.hosts]
@@ -360,13 +371,27 @@ class DaskRowBlocks:
     def _sum(self, method, *args):
         return _reduce(self._parts(method, *args))
 
-    def _parts(self, method, *args):
+    def _parts_keeping(self, handle, method, *args):
+        """``_parts`` of a method answering a tuple whose first item (a per-row
+        array) stays on the hosts under ``handle``; the rest of each answer."""
+        return self._parts(method, *args, keep=handle.id)
+
+    def _parts(self, method, *args, keep=None):
         """Each partition's answer, in partition order."""
         ordered = [None] * self.n_parts
-        for (_, idx, _), res in zip(self.hosts, self._run(method, args)):
+        for (_, idx, _), res in zip(self.hosts, self._run(method, args, keep)):
             for i, r in zip(idx, res):
                 ordered[i] = r
         return ordered
+
+    def _blocks_of(self, method, *args):
+        """Per-block answers (arrays, or tuples of arrays, with one row per
+        block) of every partition, stacked in partition order: the blocks of
+        the whole data when partitions are the in-memory row blocks."""
+        parts = self._parts(method, *args)
+        if isinstance(parts[0], tuple):
+            return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
+        return np.concatenate(parts)
 
     def sketch(self, n_rows):
         """No sketch: no row of X leaves its worker (the solver forms its
@@ -385,8 +410,15 @@ class DaskRowBlocks:
         return self._handle("forward", spec)
 
     def forward_exact(self, units, gates, signs):
-        F = self._handle("forward_exact_outputs", units, gates, signs)
-        return (F,) + tuple(self.pattern_keys(units, gates))
+        # The residuals' sums come back with the pattern keys: the evaluation
+        # of these outputs that usually follows (``squared_fit``) needs no
+        # other round trip.
+        self._next_id += 1
+        F = Handle(self._next_id, self)
+        parts = self._parts_keeping(F, "forward_exact_summary", units, gates, signs)
+        KP, CP, *stats = (np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
+        self._prefetched = (F.id, tuple(stats))
+        return (F,) + tuple(combine_keys(KP, CP))
 
     def loss(self, kind, F, b):
         return self._sum("loss", kind, F, np.asarray(b, dtype=np.float64))
@@ -415,12 +447,19 @@ class DaskRowBlocks:
         return self._sum("moments", F, np.asarray(shift, dtype=np.float64), weights)
 
     def centered_moments(self, F, center):
-        k = self.k
-        mean = self.moments(F, np.zeros(k))[1] if center else np.zeros(k)
-        return self.moments(F, mean)[0], mean
+        return merge_centred(*self._blocks_of("centred_stats", F, center), center)[:2]
 
-    def weighted(self, F, shift):
-        return self._handle("weighted", F, np.asarray(shift, dtype=np.float64))
+    def squared_fit(self, F):
+        held = self._prefetched
+        stats = held[1] if held is not None and held[0] == F.id else self._blocks_of("centred_stats", F, True, True)
+        sq, mean, _ = merge_centred(*stats, True)
+        return mean, 0.5 * sq
+
+    def support_weight_parts(self, spec):
+        return self._blocks_of("support_weight_parts", spec)
+
+    def centred_product(self, spec, d, center, c_parts):
+        return merge_product(self._blocks_of("product_parts", spec, d, center), c_parts, spec, center)
 
     def column(self, W, l):
         return self._handle("column", W, l)

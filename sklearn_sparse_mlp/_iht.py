@@ -138,8 +138,11 @@ class Problem:
         blocks = self.blocks
         if F is None:
             F = blocks.forward(layer.spec()) if layer.nnz else blocks.zeros(self.k)
-        b = blocks.intercept(self.kind, F, b0) if self.fit_intercept else np.zeros(self.k)
-        L = blocks.loss(self.kind, F, b)
+        if self.fit_intercept and self.loss.is_quadratic:
+            b, L = blocks.squared_fit(F)  # one pass
+        else:
+            b = blocks.intercept(self.kind, F, b0) if self.fit_intercept else np.zeros(self.k)
+            L = blocks.loss(self.kind, F, b)
         if self.penalty:
             L += 0.5 * self.penalty * layer.sq_norm()
         return Point(layer, b, F, L)

@@ -518,15 +518,17 @@ class FusedLayer:
         v = self.val.copy()
         d = r.copy()
         rr = r @ r
+        # One pass (one round trip on a cluster) per step: the outputs of the
+        # direction, their spread and the gradient about each block's mean
+        # (merged with the blocks' A^T sw, formed once for the support).
+        c_parts = blocks.support_weight_parts(spec) if prob.fit_intercept else None
         for _ in range(n_steps):
-            Ad = blocks.forward(spec.with_values(d))
-            sq, mean = blocks.centered_moments(Ad, prob.fit_intercept)
+            sq, _, Qd = blocks.centred_product(spec, d, prob.fit_intercept, c_parts)
             dQd = sq + prob.penalty * float(d @ d)
             if dQd <= 0.0 or not np.isfinite(dQd):
                 break
             alpha = rr / dQd
             v += alpha * d
-            Qd, _ = blocks.support_gradient(spec, blocks.weighted(Ad, mean))
             r -= alpha * (Qd + prob.penalty * d)
             rr_new = r @ r
             if np.sqrt(rr_new) <= tol * r0:

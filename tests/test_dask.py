@@ -156,8 +156,8 @@ def test_no_row_travels(client, data, monkeypatch):
     sizes = []
     run = _dask.DaskRowBlocks._run
 
-    def spy(self, method, args):
-        res = run(self, method, args)
+    def spy(self, method, args, keep=None):
+        res = run(self, method, args, keep)
         for part in res:
             for r in part:
                 for a in (r if isinstance(r, tuple) else (r,)):

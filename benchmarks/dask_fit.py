@@ -169,9 +169,9 @@ def main(argv=None):
         calls = []
         run = _dask.DaskRowBlocks._run
 
-        def counted(self, method, args):
+        def counted(self, method, args, keep=None):
             calls.append(method)
-            return run(self, method, args)
+            return run(self, method, args, keep)
 
         _dask.DaskRowBlocks._run = counted
         base = reset_peak()

@@ -62,7 +62,7 @@ from ._losses import (
 )
 
 TILE = 256  # rows per tile: a tile's products stay in a core's cache
-TASK_TILES = 16  # tiles per task of the row-parallel kernels (buffers allocated once per task)
+TASK_TILES = 16  # at most this many tiles per task of the row-parallel kernels (buffers allocated once per task)
 MIN_BLOCK_ROWS = 2048
 MAX_BLOCKS = 16
 SUB = 256  # gates per task of the gradient pass
@@ -481,14 +481,14 @@ def _gradient_chunk(Xs, starts, R, H, has_bias, P):
 
 
 @njit(cache=True, parallel=True)
-def _fill_patterns(Xs, n, Hs, hb, bits, slots):
+def _fill_patterns(Xs, n, Hs, hb, bits, slots, per_task):
     """Bit-packed patterns ``1[X h_a >= 0]`` of gates ``Hs`` (d x m) into the
     cache columns ``slots`` (rows are independent)."""
     m = Hs.shape[1]
     n_tiles = (n + TILE - 1) // TILE
-    for task in prange((n_tiles + TASK_TILES - 1) // TASK_TILES):
+    for task in prange((n_tiles + per_task - 1) // per_task):
         Z = np.empty((TILE, m), dtype=Hs.dtype)
-        for t in range(task * TASK_TILES, min(n_tiles, (task + 1) * TASK_TILES)):
+        for t in range(task * per_task, min(n_tiles, (task + 1) * per_task)):
             i0 = t * TILE
             i1 = min(n, i0 + TILE)
             nb = i1 - i0
@@ -681,7 +681,8 @@ def _pattern_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, R, 
 
 
 @njit(cache=True, parallel=True)
-def _forward(Xs, n, has_bias, bits, u_slot, Hnc, hbnc, nc_col, feat_ptr, f_col, f_val, col_unit, Vout, F):
+def _forward(Xs, n, has_bias, bits, u_slot, Hnc, hbnc, nc_col, feat_ptr, f_col, f_val, col_unit, Vout, F,
+             per_task):
     """``F = (D o (X W)) Vout``: the outputs of a network (rows are independent).
 
     Column r of the hidden layer belongs to unit ``col_unit[r]`` and gathers
@@ -690,16 +691,17 @@ def _forward(Xs, n, has_bias, bits, u_slot, Hnc, hbnc, nc_col, feat_ptr, f_col, 
     """
     m = u_slot.shape[0]
     n_tiles = (n + TILE - 1) // TILE
-    # Tasks of TASK_TILES tiles, whose buffers are allocated once (a tile's
-    # hidden columns can exceed malloc's mmap threshold: allocated per tile
-    # they cost page faults, e.g. in a dask worker where that threshold is fixed).
-    for task in prange((n_tiles + TASK_TILES - 1) // TASK_TILES):
+    # Tasks of ``per_task`` tiles (``_tiles_per_task``), whose buffers are
+    # allocated once (a tile's hidden columns can exceed malloc's mmap
+    # threshold: allocated per tile they cost page faults, e.g. in a dask
+    # worker, where that threshold is fixed).
+    for task in prange((n_tiles + per_task - 1) // per_task):
         DT = np.empty((m, TILE), dtype=np.uint8)
         Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
         XT = _xt_buffer(Xs)
         HidT = np.empty((col_unit.shape[0], TILE))
         out = np.empty((TILE, Vout.shape[1]))
-        for t in range(task * TASK_TILES, min(n_tiles, (task + 1) * TASK_TILES)):
+        for t in range(task * per_task, min(n_tiles, (task + 1) * per_task)):
             i0 = t * TILE
             i1 = min(n, i0 + TILE)
             _tile_transpose(Xs, i0, i1, XT)
@@ -1308,6 +1310,13 @@ _pattern_keys_serial = serial_kernel(_pattern_keys)
 _sign_scores_serial = serial_kernel(_sign_scores)
 
 
+def _tiles_per_task(n):
+    """Tiles per task of a row-parallel kernel on n rows: up to TASK_TILES,
+    and at least 8 tasks per thread (the load stays balanced)."""
+    n_tiles = -(-int(n) // TILE)
+    return max(1, min(TASK_TILES, n_tiles // (8 * numba.get_num_threads())))
+
+
 def _pick(parallel, serial, tasks):
     """The parallel kernel when there are several tasks and several threads."""
     return parallel if tasks > 1 and numba.get_num_threads() > 1 else serial
@@ -1542,7 +1551,7 @@ class RowBlocks:
         if given.size:
             Hd, hb = self._split_gates(gates[:, given])
             kernel = _pick(_fill_patterns, _fill_patterns_serial, -(-self.n // TILE))
-            kernel(self.Xs, self.n, Hd, hb, self.cache.bits, given_slots)
+            kernel(self.Xs, self.n, Hd, hb, self.cache.bits, given_slots, _tiles_per_task(self.n))
         nc = np.flatnonzero(slots < 0)
         nc_col = np.full(units.shape[0], -1, dtype=np.int64)
         nc_col[nc] = np.arange(nc.size)
@@ -1565,7 +1574,7 @@ class RowBlocks:
         ptr, col, val, _ = spec.by_feature(self.q)
         kernel = _pick(_forward, _forward_serial, -(-self.n // TILE))
         kernel(self.Xs, self.n, self.has_bias, *pat, ptr, col, val, spec.col_unit,
-               np.ascontiguousarray(spec.Vout, dtype=np.float64), F)
+               np.ascontiguousarray(spec.Vout, dtype=np.float64), F, _tiles_per_task(self.n))
         return F
 
     def forward_exact(self, units, gates, signs):

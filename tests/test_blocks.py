@@ -15,7 +15,7 @@ import pytest
 import scipy.sparse as sp
 
 from sklearn_sparse_mlp._base import thread_limits
-from sklearn_sparse_mlp._blocks import RowBlocks, block_starts
+from sklearn_sparse_mlp._blocks import RowBlocks, block_starts, merge_centred, merge_product
 from sklearn_sparse_mlp._gates import Gates
 from sklearn_sparse_mlp._losses import LOGISTIC, SOFTMAX, SQUARED, LogisticLoss, SoftmaxLoss, SquaredLoss
 from sklearn_sparse_mlp._operator import fused_spec
@@ -279,6 +279,60 @@ def test_block_loss_and_intercept_match_whole_arrays(kind, loss):
     # The optimal intercept zeroes the gradient's column sums.
     np.testing.assert_allclose(loss.gradient(F + b_opt, Y, swn).sum(axis=0), 0, atol=1e-9)
 
+
+
+@pytest.mark.parametrize("center", [True, False])
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_centred_product_matches_explicit(center, offset):
+    """One conjugate-gradient product on the support, computed block by block
+    about each block's mean and merged, against the explicit columns of A;
+    the same merge over the blocks of two row halves (a dask fit's
+    partitions) agrees to rounding, and the squared loss's intercept and
+    loss from one pass match the Newton intercept and the loss."""
+    rng = np.random.default_rng(7)
+    has_bias = True
+    p, q, k = 30, D + 1, 2
+    gates = Gates(5, q, has_bias)
+    X = _data(np.float64, False, [(gates(np.arange(p)), has_bias)])
+    Y = rng.standard_normal((N, k)) + offset
+    sw = rng.random(N)
+    blocks = RowBlocks(X, has_bias, Y, sw)
+    assert blocks.n_blocks == 2
+    idx, val = _random_fused(rng, p, q, k, 20)
+    spec = fused_spec(idx, val, gates, q, k)
+    Xa, Dm = _explicit(X, gates(spec.units), has_bias)
+    unit, feat, out = idx // (q * k), (idx // k) % q, idx % k
+    A = Dm[:, np.searchsorted(spec.units, unit)] * Xa[:, feat]
+    d = rng.standard_normal(idx.size)
+    Ad = np.zeros((N, k))
+    np.add.at(Ad.T, out, (A * d).T)
+    Ad += offset  # a direction whose outputs sit far from zero (cancellation)
+    swn = sw / sw.sum()
+    mean = swn @ Ad if center else np.zeros(k)
+    sq_ref = float(np.sum(swn[:, None] * (Ad - mean) ** 2))
+    g_ref = np.einsum("iu,iu->u", A, (swn[:, None] * (Ad - mean))[:, out])
+    c = blocks.support_weight_parts(spec)
+    np.testing.assert_allclose(c.sum(axis=0), A.T @ swn, rtol=1e-12, atol=1e-15)
+    sq, m, _ = merge_centred(*blocks.centred_stats(Ad, center), center)
+    np.testing.assert_allclose(sq, sq_ref, rtol=1e-10)
+    np.testing.assert_allclose(m, mean, rtol=1e-12, atol=1e-12)
+    if offset == 0.0:
+        sq2, m2, Qd = blocks.centred_product(spec, d, center, c)
+        np.testing.assert_allclose(sq2, sq_ref, rtol=1e-10)
+        np.testing.assert_allclose(Qd, g_ref, rtol=1e-10, atol=1e-13)
+        # The same merge over the blocks of two partitions of the rows.
+        half = 1500
+        parts = [RowBlocks(X[a:b], has_bias, Y[a:b], sw[a:b], weight_total=sw.sum(), block_rows=1024)
+                 for a, b in ((0, half), (half, N))]
+        stacked = [np.concatenate(z) for z in zip(*(r.product_parts(spec, d, center) for r in parts))]
+        c_parts = np.concatenate([r.support_weight_parts(spec) for r in parts])
+        sq3, _, Qd3 = merge_product(tuple(stacked), c_parts, spec, center)
+        np.testing.assert_allclose(sq3, sq_ref, rtol=1e-10)
+        np.testing.assert_allclose(Qd3, g_ref, rtol=1e-10, atol=1e-13)
+    F = rng.standard_normal((N, k))
+    b, L = blocks.squared_fit(F)
+    np.testing.assert_allclose(b, blocks.intercept(SQUARED, F, None), rtol=1e-12)
+    np.testing.assert_allclose(L, blocks.loss(SQUARED, F, b), rtol=1e-10)
 
 def test_block_boundaries_depend_on_n_only():
     assert block_starts(100).tolist() == [0, 100]

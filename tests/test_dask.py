@@ -186,7 +186,7 @@ def test_worker_processes_and_a_killed_worker(data, monkeypatch):
         run = _dask.DaskRowBlocks._run
         killed = threading.Event()
 
-        def kill_on_tenth(self, method, args):
+        def kill_on_tenth(self, method, args, keep=None):
             if self.n_calls == 10 and not killed.is_set():
                 killed.set()
                 # A worker that holds partitions (an actor of the fit).
@@ -195,7 +195,7 @@ def test_worker_processes_and_a_killed_worker(data, monkeypatch):
                 nanny = next(w for w in cluster.workers.values() if w.worker_address == addr)
                 os.kill(nanny.process.process.pid, signal.SIGKILL)
                 time.sleep(0.5)
-            return run(self, method, args)
+            return run(self, method, args, keep)
 
         monkeypatch.setattr(_dask.DaskRowBlocks, "_run", kill_on_tenth)
         fresh = SparseMLPRegressor(**KW)

@@ -1680,10 +1680,11 @@ class RowBlocks:
         return F1 + c * F2
 
     def centered_moments(self, F, center):
-        """``(sum_i sw_i ||F_i - mean||^2, mean)`` with ``mean`` the weighted
-        mean of the rows if ``center``, else 0 (block by block about each
-        block's mean, then merged: no cancellation)."""
-        return merge_centred(*self.centred_stats(F, center), center)[:2]
+        """``(sum_i sw_i ||F_i - mean||^2, mean)`` with ``mean = sum_i sw_i F_i``
+        if ``center``, else 0 (two passes: no cancellation)."""
+        k = F.shape[1]
+        mean = self._moments(F, np.zeros(k), self.sw)[1] if center else np.zeros(k)
+        return self._moments(F, mean, self.sw)[0], mean
 
     def centred_stats(self, F, center, residual=False, R=None):
         """Per block (``_block_centre``): ``(W, S, MB, M2)`` of the rows of

@@ -447,7 +447,9 @@ class DaskRowBlocks:
         return self._sum("moments", F, np.asarray(shift, dtype=np.float64), weights)
 
     def centered_moments(self, F, center):
-        return merge_centred(*self._blocks_of("centred_stats", F, center), center)[:2]
+        k = self.k
+        mean = self.moments(F, np.zeros(k))[1] if center else np.zeros(k)
+        return self.moments(F, mean)[0], mean
 
     def squared_fit(self, F):
         held = self._prefetched

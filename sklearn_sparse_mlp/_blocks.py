@@ -1287,10 +1287,10 @@ def merge_product(parts, c_parts, spec, center):
     mean, and the offset of that mean is added back through ``A_t^T sw``."""
     W, S, MB, M2, G = parts
     sq, mean, offset = merge_centred(W, S, MB, M2, center)
-    if center and G.shape[1]:
+    if center:
         # An entry's hidden column reaches the outputs through its row of Vout.
         G = G + c_parts * (offset @ np.asarray(spec.Vout, dtype=np.float64)[spec.e_col].T)
-    return sq, mean, ordered_sum(G) if G.shape[0] else np.zeros(G.shape[1])
+    return sq, mean, ordered_sum(G)
 
 
 _gradient_chunk_serial = serial_kernel(_gradient_chunk)

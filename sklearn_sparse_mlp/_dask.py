@@ -371,11 +371,6 @@ class DaskRowBlocks:
     def _sum(self, method, *args):
         return _reduce(self._parts(method, *args))
 
-    def _parts_keeping(self, handle, method, *args):
-        """``_parts`` of a method answering a tuple whose first item (a per-row
-        array) stays on the hosts under ``handle``; the rest of each answer."""
-        return self._parts(method, *args, keep=handle.id)
-
     def _parts(self, method, *args, keep=None):
         """Each partition's answer, in partition order."""
         ordered = [None] * self.n_parts
@@ -384,11 +379,13 @@ class DaskRowBlocks:
                 ordered[i] = r
         return ordered
 
-    def _blocks_of(self, method, *args):
+    def _blocks_of(self, method, *args, keep=None):
         """Per-block answers (arrays, or tuples of arrays, with one row per
         block) of every partition, stacked in partition order: the blocks of
-        the whole data when partitions are the in-memory row blocks."""
-        parts = self._parts(method, *args)
+        the whole data when partitions are the in-memory row blocks.
+        ``keep``: a handle id under which the first item of each answer (a
+        per-row array) stays on the hosts, the rest being answered."""
+        parts = self._parts(method, *args, keep=keep)
         if isinstance(parts[0], tuple):
             return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
         return np.concatenate(parts)
@@ -415,8 +412,7 @@ class DaskRowBlocks:
         # other round trip.
         self._next_id += 1
         F = Handle(self._next_id, self)
-        parts = self._parts_keeping(F, "forward_exact_summary", units, gates, signs)
-        KP, CP, *stats = (np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
+        KP, CP, *stats = self._blocks_of("forward_exact_summary", units, gates, signs, keep=F.id)
         self._prefetched = (F.id, tuple(stats))
         return (F,) + tuple(combine_keys(KP, CP))
 

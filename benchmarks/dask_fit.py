@@ -6,20 +6,26 @@ each) in partitions that are the in-memory row blocks
 (``dask_row_chunks(n)``), so that both fits compute the same sums: the
 same model is expected bit for bit.  Each worker holds its half of the
 rows and the blocks built on them, never the whole data; its
-``memory_limit`` is its idle size plus the data size plus a margin (an idle dask
-worker here is already about 270 MiB, so a limit below the data size, 381
-MiB at n = 2e6, cannot hold any rows).  Dask's spill and pause thresholds are off (the
-rows are held by the fit's actors, which spilling could not free), its
-terminate threshold is kept: a worker that outgrew the limit would be
-killed and the fit would fail.
+``memory_limit`` is 450 MiB over its half of the rows.  Dask's spill and
+pause thresholds are off (the rows are held by the fit's actors, which
+spilling could not free), its terminate threshold is kept: a worker that
+outgrew the limit would be killed and the fit would fail.
+
+A worker of this package holds about 220 MiB before any row (Python,
+distributed, numba and its loaded kernels), so with 2 workers a limit below
+the data size (381 MiB at n = 2e6) cannot hold their halves of the rows.
+Full mode therefore also fits on 6 worker processes (``--small-workers``),
+each under a ``memory_limit`` 6 MiB below the data size, and checks that the
+model is the same.
 
 Reported: seconds per IHT iteration of both fits (the solver's own timer,
 set-up and polish apart), the dask overhead per iteration, the number of
-round trips, the peak RSS of each worker, the growth of the client's peak
+round trips, the RSS of each worker (started, kernels loaded, with its
+rows, peak before and during the fit), the growth of the client's peak
 RSS during the dask fit, and whether the models are equal.
 
     python benchmarks/dask_fit.py --quick   # n = 2e5, 8 iterations (about 3 minutes)
-    python benchmarks/dask_fit.py           # n = 2e6, d = 50 float32: 400 MB, 3 iterations (about 20 minutes)
+    python benchmarks/dask_fit.py           # n = 2e6, d = 50 float32: 400 MB, 3 iterations (about 25 minutes)
 """
 
 import argparse
@@ -61,10 +67,23 @@ def worker_rss_mib():
     return psutil.Process().memory_info().rss / 2**20
 
 
-def worker_peak_mib():
-    import resource
+def worker_peak_mib(reset=False):
+    """The worker's peak RSS (MiB) since it started or since the last reset.
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    Read from Linux's VmHWM: ``getrusage``'s ru_maxrss is not the worker's
+    own, it keeps the peak of the process the nanny forked it from (here the
+    benchmark's, with all the rows) across the exec.  Elsewhere ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            peak = next(float(line.split()[1]) / 1024.0 for line in f if line.startswith("VmHWM:"))
+        if reset:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current RSS
+        return peak
+    except (OSError, StopIteration, ValueError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def incremental_row(Xd, yd, y, params):
@@ -95,32 +114,114 @@ def incremental_row(Xd, yd, y, params):
                        f"(one epoch) {seconds:.1f} s, training R^2 {r2:.4f}", seconds=seconds, r2=r2)
 
 
+def same_model(a, b):
+    """Support, weights, intercept and iteration count equal bit for bit."""
+    return (np.array_equal(a.fused_coef_.toarray(), b.fused_coef_.toarray())
+            and np.array_equal(a.intercept_, b.intercept_) and a.n_iter_ == b.n_iter_)
+
+
+def mib(values):
+    return ", ".join(f"{v:.0f}" for v in values.values())
+
+
+def cluster_fit(X, y, params, chunks, n_workers, limit_mib, warm, predict=True, incremental=False):
+    """The fit on a LocalCluster of ``n_workers`` processes (one thread
+    each, ``memory_limit=limit_mib`` MiB), the rows scattered in partitions
+    of ``chunks`` rows; its timings, round trips and the workers' RSS.
+    ``predict``: also predict all rows blockwise (the estimator travels to
+    the workers, which then import scikit-learn: about 130 MiB each)."""
+    import dask
+    import dask.array as da
+    import distributed
+
+    from sklearn_sparse_mlp import SparseMLPRegressor
+    from sklearn_sparse_mlp import _dask
+
+    def from_futures(futures, sizes):
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        return da.concatenate([da.from_delayed(f, (b - a, D), np.float32)
+                               for f, a, b in zip(futures, starts[:-1], starts[1:])])
+
+    out = {}
+    config = {"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+              "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.95}
+    with dask.config.set(config), distributed.LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, memory_limit=f"{limit_mib}MiB",
+        dashboard_address=None,
+    ) as cluster, distributed.Client(cluster) as client:
+        out["idle"] = client.run(worker_rss_mib)
+        if warm:
+            # numba loads its cached kernels once per process: a small fit
+            # with a partition on each worker, before the rows arrive.
+            pieces = [client.scatter(X[1000 * i:1000 * (i + 1)], workers=[w])
+                      for i, w in enumerate(client.scheduler_info()["workers"])]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                SparseMLPRegressor(**{**params, "max_iter": 2}).fit(
+                    from_futures(pieces, [1000] * len(pieces)), y[:1000 * len(pieces)])
+            del pieces
+            out["loaded"] = client.run(worker_rss_mib)
+        t0 = time.perf_counter()
+        futures = client.scatter([X[a:a + c] for a, c in zip(np.cumsum([0] + chunks[:-1]), chunks)])
+        Xd = from_futures(futures, chunks)
+        yd = da.from_array(y, chunks=(tuple(chunks),))
+        out["scatter_s"] = time.perf_counter() - t0
+        out["with_rows"] = client.run(worker_rss_mib)
+        out["peak_before"] = client.run(worker_peak_mib, reset=True)
+        calls = []
+        run = _dask.DaskRowBlocks._run
+
+        def counted(self, method, args, keep=None):
+            calls.append(method)
+            return run(self, method, args, keep)
+
+        _dask.DaskRowBlocks._run = counted
+        base = reset_peak()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                est = SparseMLPRegressor(**params).fit(Xd, yd)
+                out["fit_s"] = time.perf_counter() - t0
+        finally:
+            _dask.DaskRowBlocks._run = run
+        out["client_growth"] = peak_since_reset() - base
+        out["peak_fit"] = client.run(worker_peak_mib)
+        out.update(est=est, calls=len(calls), iter_s=est._fit_seconds["iterations"] / est.n_iter_)
+        if predict:
+            pred = est.predict(Xd)
+            t0 = time.perf_counter()
+            out["pred"] = pred.compute()
+            out["predict_s"] = time.perf_counter() - t0
+        if incremental:
+            out["incremental"] = incremental_row(Xd, yd, y, params)
+        del futures, Xd
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--max-iter", type=int, default=None, help="IHT iterations (default 8 quick, 3 full)")
+    ap.add_argument("--small-workers", type=int, default=None,
+                    help="also fit on this many worker processes, each under a memory_limit below the data "
+                         "size (default 6 in full mode, none in quick mode)")
     args = ap.parse_args(argv)
+    if args.small_workers is None and not args.quick:
+        args.small_workers = 6
     mode = "quick" if args.quick else "full"
     n = args.n or (200_000 if args.quick else 2_000_000)
     args.max_iter = args.max_iter or (8 if args.quick else 3)
 
-    import dask
-    import dask.array as da
-    import distributed
-
     from sklearn_sparse_mlp import SparseMLPRegressor, dask_row_chunks
-    from sklearn_sparse_mlp import _dask
 
     X, y = make_data(n)
     data_mib = X.nbytes / 2**20
-    # An idle dask worker already holds about 270 MiB here (Python, distributed,
-    # pandas) and about 340 MiB once the kernels are loaded: the limit is 600
-    # MiB plus all the rows (a margin of 400 MiB over the worker's half failed
-    # at n = 2e6: both workers crossed 95% of it; 500 MiB over its half held
-    # once, with RSS peaks above it that the nanny's sampling missed, and
-    # failed once, a worker restarted while the data were scattered).
-    limit_mib = int(600 + data_mib)
+    # A worker holds about 220 MiB before any row (Python, distributed, numba
+    # and the kernels it loaded) and at n = 2e6 peaked near 510 MiB in the
+    # fit: the limit is 450 MiB over the worker's half of the rows.
+    limit_mib = int(450 + data_mib / 2)
     # No progressive stages: a fit on dask collections runs every iteration
     # on all the rows, and the in-memory reference must be the same fit.
     params = dict(n_nonzero_coefs=0.1, hidden_layer_sizes=(WIDTH,), max_iter=args.max_iter, tol=0.0,
@@ -147,67 +248,43 @@ def main(argv=None):
             _iht.SAMPLE_ROWS, _layers.SKETCH_MIN_ROWS = saved
     mem_iter = ref._fit_seconds["iterations"] / ref.n_iter_
     print(f"in memory: {ref.n_iter_} iterations, {mem_iter:.3f} s each, fit {mem_total:.1f} s", flush=True)
+    chunks = [int(c) for c in dask_row_chunks(n)]
+    two = cluster_fit(X, y, params, chunks, 2, limit_mib, warm=True, incremental=args.quick)
+    est = two["est"]
+    dask_iter = two["iter_s"]
+    print(f"dask fit {two['fit_s']:.1f} s, {dask_iter:.3f} s per iteration; worker peaks {two['peak_fit']}",
+          flush=True)
+    if args.quick:
+        incremental = two["incremental"]
+    else:
+        # At n = 2e6 dask-ml's Incremental copied partitions past the
+        # workers' memory_limit (a worker was restarted): quick mode only.
+        incremental = dict(status="not run at this size (quick mode only: at n = 2e6 it pushed a worker "
+                                  "past its memory_limit)")
+    pred = two["pred"]
+    small = None
+    if args.small_workers and data_mib - 6 < 300:
+        print("no fit under a memory_limit below the data size: at this n it would be below a worker's "
+              "size before any row (about 220 MiB)", flush=True)
+    elif args.small_workers:
+        # The same fit on more, smaller workers, each under a memory_limit
+        # below the data size (a worker of this package holds about 220 MiB
+        # before any row: with 2 workers their halves of the rows cannot fit).
+        small_limit = int(data_mib) - 6
+        small = cluster_fit(X, y, params, chunks, args.small_workers, small_limit, warm=False, predict=False)
+        small["limit"] = small_limit
+        small["same"] = same_model(small["est"], est)
+        print(f"{args.small_workers} workers under memory_limit {small_limit} MiB: fit {small['fit_s']:.1f} s, "
+              f"peaks {small['peak_fit']}, same model as 2 workers: {small['same']}", flush=True)
 
-    config = {"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
-              "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.95}
-    with dask.config.set(config), distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, memory_limit=f"{limit_mib}MiB",
-        dashboard_address=None,
-    ) as cluster, distributed.Client(cluster) as client:
-        idle = client.run(worker_rss_mib)
-        chunks = dask_row_chunks(n)
-        starts = np.concatenate([[0], np.cumsum(chunks)])
-        t0 = time.perf_counter()
-        futures = client.scatter([X[a:b] for a, b in zip(starts[:-1], starts[1:])])
-        Xd = da.concatenate([da.from_delayed(f, (b - a, D), np.float32)
-                             for f, a, b in zip(futures, starts[:-1], starts[1:])])
-        yd = da.from_array(y, chunks=(chunks,))
-        scatter_s = time.perf_counter() - t0
-        # Warm-up on the workers: numba loads its cached kernels once per process.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            SparseMLPRegressor(**{**params, "max_iter": 2}).fit(Xd[:5000], yd[:5000])
-        client.run(lambda: None)
-        calls = []
-        run = _dask.DaskRowBlocks._run
-
-        def counted(self, method, args, keep=None):
-            calls.append(method)
-            return run(self, method, args, keep)
-
-        _dask.DaskRowBlocks._run = counted
-        base = reset_peak()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            est = SparseMLPRegressor(**params).fit(Xd, yd)
-            dask_total = time.perf_counter() - t0
-        client_growth = peak_since_reset() - base
-        _dask.DaskRowBlocks._run = run
-        dask_iter = est._fit_seconds["iterations"] / est.n_iter_
-        peaks = client.run(worker_peak_mib)
-        pred = est.predict(Xd)
-        t0 = time.perf_counter()
-        pred = pred.compute()
-        predict_s = time.perf_counter() - t0
-        print(f"dask fit {dask_total:.1f} s, {dask_iter:.3f} s per iteration; worker peaks {peaks}", flush=True)
-        if args.quick:
-            incremental = incremental_row(Xd, yd, y, params)
-        else:
-            # At n = 2e6 dask-ml's Incremental copied partitions past the
-            # workers' memory_limit (a worker was restarted): quick mode only.
-            incremental = dict(status="not run at this size (quick mode only: at n = 2e6 it pushed a worker "
-                                      "past its memory_limit)")
-        del futures, Xd
-
-    same = (np.array_equal(est.fused_coef_.toarray(), ref.fused_coef_.toarray())
-            and np.array_equal(est.intercept_, ref.intercept_) and est.n_iter_ == ref.n_iter_)
+    same = same_model(est, ref)
     diff = float(np.abs(pred - ref.predict(X)).max())
     overhead = dask_iter / mem_iter - 1.0
+    calls = two["calls"]
     print(f"dask: {est.n_iter_} iterations, {dask_iter:.3f} s each (overhead {100 * overhead:+.0f}%), "
-          f"fit {dask_total:.1f} s, {len(calls)} round trips ({len(calls) / est.n_iter_:.0f} per iteration)")
-    print(f"worker peak RSS: {', '.join(f'{v:.0f}' for v in peaks.values())} MiB (limit {limit_mib}); client peak "
-          f"growth {client_growth:.0f} MiB; same model: {same}, max |prediction difference| {diff:.2g}")
+          f"fit {two['fit_s']:.1f} s, {calls} round trips ({calls / est.n_iter_:.0f} per iteration)")
+    print(f"worker peak RSS during the fit: {mib(two['peak_fit'])} MiB (limit {limit_mib}); client peak "
+          f"growth {two['client_growth']:.0f} MiB; same model: {same}, max |prediction difference| {diff:.2g}")
     print("Incremental:", incremental["status"])
 
     command = "python benchmarks/dask_fit.py" + (" --quick" if args.quick else "")
@@ -218,28 +295,52 @@ def main(argv=None):
         "tol=0, random_state=0)`. The dask fit runs on a `LocalCluster` of 2 worker processes with one "
         f"thread each and `memory_limit={limit_mib}MiB` (spill and pause off, terminate at 95%), the "
         f"data scattered in the in-memory row blocks ({len(chunks)} partitions of {chunks[0]} rows) in "
-        f"{scatter_s:.1f} s; the in-memory fit uses 2 numba threads in one process.", "",
+        f"{two['scatter_s']:.1f} s; the in-memory fit uses 2 numba threads in one process. Worker RSS "
+        "is read on each worker (peaks: Linux's VmHWM, reset before the fit).", "",
         "| | in memory | dask (2 worker processes) |",
         "|---|---|---|",
         f"| seconds per iteration | {mem_iter:.3f} | {dask_iter:.3f} ({100 * overhead:+.0f}%) |",
         f"| iterations | {ref.n_iter_} | {est.n_iter_} |",
-        f"| whole fit (s) | {mem_total:.1f} | {dask_total:.1f} |",
-        f"| round trips to the workers | | {len(calls)} ({len(calls) / est.n_iter_:.0f} per iteration) |",
-        f"| RSS of an idle worker, before the data (MiB) | | {', '.join(f'{v:.0f}' for v in idle.values())} |",
-        f"| peak RSS per worker (MiB) | | {', '.join(f'{v:.0f}' for v in peaks.values())} "
-        f"(limit {limit_mib}; its half of the rows: {data_mib / 2:.0f}) |",
-        f"| client peak RSS growth during the fit (MiB) | | {client_growth:.0f} |",
-        f"| predict, all rows (s) | | {predict_s:.2f} |",
+        f"| whole fit (s) | {mem_total:.1f} | {two['fit_s']:.1f} |",
+        f"| round trips to the workers | | {calls} ({calls / est.n_iter_:.0f} per iteration) |",
+        f"| RSS per worker: started (MiB) | | {mib(two['idle'])} |",
+        f"| RSS per worker: kernels loaded, no rows (MiB) | | {mib(two['loaded'])} |",
+        f"| RSS per worker: with its rows (MiB) | | {mib(two['with_rows'])} (its half of the rows: "
+        f"{data_mib / 2:.0f}) |",
+        f"| peak RSS per worker before the fit, scatter included (MiB) | | {mib(two['peak_before'])} |",
+        f"| peak RSS per worker during the fit (MiB) | | {mib(two['peak_fit'])} (limit {limit_mib}) |",
+        f"| client peak RSS growth during the fit (MiB) | | {two['client_growth']:.0f} |",
+        f"| predict, all rows (s) | | {two['predict_s']:.2f} |",
         "",
         f"Same model (support, weights, intercept, iterations bit for bit): **{same}**; largest "
         f"prediction difference {diff:.2g}.", "",
-        f"Streaming instead: {incremental['status']}.",
     ]
+    if small is not None:
+        lines += [
+            f"Under a `memory_limit` below the data size: {args.small_workers} worker processes (one thread "
+            f"each, on the same 2 cores), `memory_limit={small['limit']}MiB` each (data {data_mib:.0f} MiB; "
+            f"each worker holds about {data_mib / args.small_workers:.0f} MiB of rows), no warm-up: "
+            f"fit {small['fit_s']:.1f} s ({small['iter_s']:.3f} s per iteration), peak RSS per worker during "
+            f"the fit {mib(small['peak_fit'])} MiB (before it, scatter included: {mib(small['peak_before'])}), "
+            f"same model as the 2-worker fit: **{small['same']}**. No predict there: the estimator travels to "
+            "the workers for a blockwise predict, and unpickling it imports scikit-learn (about 130 MiB per "
+            "worker). With 2 workers the limit cannot be below the data size: a worker with the kernels "
+            "loaded and no rows is the figure above, and its half of the rows comes on top.", "",
+        ]
+    lines += [f"Streaming instead: {incremental['status']}."]
     rows = dict(n=n, d=D, data_mib=data_mib, limit_mib=limit_mib, mem_iter_s=mem_iter, dask_iter_s=dask_iter,
-                overhead=overhead, n_iter=est.n_iter_, round_trips=len(calls), worker_peak_mib=list(peaks.values()),
-                worker_idle_mib=list(idle.values()),
-                client_growth_mib=client_growth, same_model=same, max_pred_diff=diff, mem_fit_s=mem_total,
-                dask_fit_s=dask_total, predict_s=predict_s, scatter_s=scatter_s, incremental=incremental)
+                overhead=overhead, n_iter=est.n_iter_, round_trips=calls,
+                worker_peak_fit_mib=list(two["peak_fit"].values()),
+                worker_peak_before_mib=list(two["peak_before"].values()),
+                worker_idle_mib=list(two["idle"].values()), worker_loaded_mib=list(two["loaded"].values()),
+                worker_with_rows_mib=list(two["with_rows"].values()),
+                client_growth_mib=two["client_growth"], same_model=same, max_pred_diff=diff, mem_fit_s=mem_total,
+                dask_fit_s=two["fit_s"], predict_s=two["predict_s"], scatter_s=two["scatter_s"],
+                incremental=incremental,
+                small_workers=None if small is None else dict(
+                    n_workers=args.small_workers, limit_mib=small["limit"], fit_s=small["fit_s"],
+                    iter_s=small["iter_s"], peak_fit_mib=list(small["peak_fit"].values()),
+                    peak_before_mib=list(small["peak_before"].values()), same_model=small["same"]))
     print("wrote", write_results(f"dask_{mode}", lines, rows))
 
 

@@ -64,6 +64,7 @@ from ._losses import (
 TILE = 256  # rows per tile: a tile's products stay in a core's cache
 TASK_TILES = 16  # at most this many tiles per task of the row-parallel kernels (buffers allocated once per task)
 MIN_BLOCK_ROWS = 2048
+COLUMN_TILE = 8192  # rows per float64 tile of the column sums
 MAX_BLOCKS = 16
 SUB = 256  # gates per task of the gradient pass
 PANEL = 128  # least columns of the normal equations per task
@@ -1766,13 +1767,18 @@ class RowBlocks:
         for b in range(self.n_blocks):
             i0, i1 = int(self.starts[b]), int(self.starts[b + 1])
             w = np.broadcast_to(self.sw, (self.n,))[i0:i1] if self.sw.size == 1 else self.sw[i0:i1]
-            Xb = X[i0:i1]
             if self.is_sparse:
+                Xb = X[i0:i1]
                 s1 += Xb.T @ w
                 s2 += Xb.multiply(Xb).T @ w
-            else:
-                s1 += w @ Xb
-                s2 += w @ (Xb * Xb)
+                continue
+            # Dense rows in float64 tiles: a whole block cast at once would
+            # hold a float64 copy of it (on a dask worker, a third of its rows).
+            for t0 in range(0, i1 - i0, COLUMN_TILE):
+                Xt = X[i0 + t0:min(i1, i0 + t0 + COLUMN_TILE)].astype(np.float64)
+                wt = w[t0:t0 + COLUMN_TILE]
+                s1 += wt @ Xt
+                s2 += wt @ (Xt * Xt)
         return s1, s2
 
     # ---- gradients -------------------------------------------------------

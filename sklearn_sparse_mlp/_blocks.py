@@ -1773,12 +1773,18 @@ class RowBlocks:
                 s2 += Xb.multiply(Xb).T @ w
                 continue
             # Dense rows in float64 tiles: a whole block cast at once would
-            # hold a float64 copy of it (on a dask worker, a third of its rows).
+            # hold a float64 copy of it (on a dask worker, a third of its
+            # rows).  A block's own sums are added to the total, as the
+            # partitions' sums of a dask fit are.
+            b1 = np.zeros(self.d)
+            b2 = np.zeros(self.d)
             for t0 in range(0, i1 - i0, COLUMN_TILE):
                 Xt = X[i0 + t0:min(i1, i0 + t0 + COLUMN_TILE)].astype(np.float64)
                 wt = w[t0:t0 + COLUMN_TILE]
-                s1 += wt @ Xt
-                s2 += wt @ (Xt * Xt)
+                b1 += wt @ Xt
+                b2 += wt @ (Xt * Xt)
+            s1 += b1
+            s2 += b2
         return s1, s2
 
     # ---- gradients -------------------------------------------------------

@@ -334,6 +334,31 @@ def test_centred_product_matches_explicit(center, offset):
     np.testing.assert_allclose(b, blocks.intercept(SQUARED, F, None), rtol=1e-12)
     np.testing.assert_allclose(L, blocks.loss(SQUARED, F, b), rtol=1e-10)
 
+def test_column_sums_by_partition_are_the_in_memory_sums():
+    """Column sums of blocks longer than a float64 tile: the whole data's
+    equal the in-order sum of each block's own (a dask fit's partitions),
+    bit for bit, and the weighted moments to rounding."""
+    from sklearn_sparse_mlp._blocks import COLUMN_TILE
+    from sklearn_sparse_mlp._losses import ordered_sum
+
+    rng = np.random.default_rng(0)
+    n = 3 * 16 * COLUMN_TILE // 2 + 77
+    X = (rng.standard_normal((n, 3)) + 5.0).astype(np.float32)
+    sw = rng.uniform(0.5, 2.0, n)
+    starts = block_starts(n)
+    assert starts[1] > COLUMN_TILE
+    whole = RowBlocks(X, True, np.zeros((n, 1)), sw)
+    parts = [RowBlocks(X[a:b], True, np.zeros((b - a, 1)), sw[a:b], weight_total=sw.sum(), block_rows=starts[1])
+             for a, b in zip(starts[:-1], starts[1:])]
+    s1, s2 = whole.column_sums()
+    sums = [p.column_sums() for p in parts]
+    assert np.array_equal(s1, ordered_sum(np.stack([s[0] for s in sums])))
+    assert np.array_equal(s2, ordered_sum(np.stack([s[1] for s in sums])))
+    swn = sw / sw.sum()
+    np.testing.assert_allclose(s1, swn @ X.astype(np.float64), rtol=1e-12)
+    np.testing.assert_allclose(s2, swn @ X.astype(np.float64) ** 2, rtol=1e-12)
+
+
 def test_block_boundaries_depend_on_n_only():
     assert block_starts(100).tolist() == [0, 100]
     starts = block_starts(10**6)

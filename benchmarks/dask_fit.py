@@ -72,7 +72,9 @@ def worker_peak_mib(reset=False):
 
     Read from Linux's VmHWM: ``getrusage``'s ru_maxrss is not the worker's
     own, it keeps the peak of the process the nanny forked it from (here the
-    benchmark's, with all the rows) across the exec.  Elsewhere ru_maxrss."""
+    benchmark's, with all the rows) across the exec.  Elsewhere ru_maxrss.
+    Not ``_common.reset_peak``: this runs on the workers, which cannot import
+    the benchmarks' modules (a function of this script travels by value)."""
     try:
         with open("/proc/self/status") as f:
             peak = next(float(line.split()[1]) / 1024.0 for line in f if line.startswith("VmHWM:"))

@@ -334,6 +334,7 @@ def test_centred_product_matches_explicit(center, offset):
     np.testing.assert_allclose(b, blocks.intercept(SQUARED, F, None), rtol=1e-12)
     np.testing.assert_allclose(L, blocks.loss(SQUARED, F, b), rtol=1e-10)
 
+
 def test_column_sums_by_partition_are_the_in_memory_sums():
     """Column sums of blocks longer than a float64 tile: the whole data's
     equal the in-order sum of each block's own (a dask fit's partitions),

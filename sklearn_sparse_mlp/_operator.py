@@ -39,23 +39,38 @@ def sorted_lookup(keys, queries):
     return pos, keys[pos] == queries
 
 
+def sorted_unique(a):
+    """``np.unique(a, return_inverse=True)`` for a 1-D integer array, without
+    its sort when ``a`` is already in nondecreasing order (weight keys are
+    kept sorted: the usual case on the solver's hot path)."""
+    if a.size and np.all(a[1:] >= a[:-1]):
+        first = np.empty(a.size, dtype=bool)
+        first[0] = True
+        np.not_equal(a[1:], a[:-1], out=first[1:])
+        pos = np.cumsum(first, dtype=np.int64)
+        pos -= 1
+        return a[first], pos
+    uniq, pos = np.unique(a, return_inverse=True)
+    return uniq, pos.astype(np.int64).ravel()
+
+
 def decode(idx, q, k):
     """(active units, position of each entry's unit, input, output)."""
     idx = np.asarray(idx, dtype=np.int64)
     unit = idx // (q * k)
     feat = (idx // k) % q
     out = idx % k
-    active, pos = np.unique(unit, return_inverse=True)
-    return active, pos.astype(np.int64).ravel(), feat, out
+    active, pos = sorted_unique(unit)
+    return active, pos, feat, out
 
 
 def fused_spec(idx, val, gates, q, k):
     """The network of fused weights ``(idx, val)`` under ``gates`` (a Gates)."""
     active, pos, feat, out = decode(idx, q, k)
-    pairs, col = np.unique(pos * k + out, return_inverse=True)
+    pairs, col = sorted_unique(pos * k + out)
     Vout = np.zeros((pairs.size, k))
     Vout[np.arange(pairs.size), pairs % k] = 1.0
-    return NetSpec(active, gates(active), pos, feat, col.astype(np.int64).ravel(),
+    return NetSpec(active, gates(active), pos, feat, col,
                    np.asarray(val, dtype=np.float64), (pairs // k).astype(np.int64), Vout)
 
 

@@ -1493,7 +1493,13 @@ class RowBlocks:
                 self.sw = np.full(1, 1.0 / self.weight_total)
             else:
                 sw = np.asarray(sample_weight, dtype=np.float64)
-                self.weight_total = float(sw.sum() if weight_total is None else weight_total)
+                if weight_total is None:
+                    # Summed block by block, in order: a dask fit whose
+                    # partitions are these blocks sums its partitions' totals
+                    # so, and normalises the weights by the same number.
+                    weight_total = ordered_sum(np.array([sw[a:b].sum() for a, b in
+                                                         zip(self.starts[:-1], self.starts[1:])]))
+                self.weight_total = float(weight_total)
                 self.sw = np.ascontiguousarray(sw / self.weight_total)
         self.cache = _PatternCache(self.n, self.q, cache_bytes)
 

@@ -99,7 +99,6 @@ class Control:
     system: object = None  # the SupportSystem of the current support (exact gates)
     fill_failed: object = None  # (support, budget) where refilling failed
     steps: int = 0
-    gn_fraction: float = 1.0  # the last accepted fraction of a Gauss-Newton step
 
 
 class Problem:
@@ -639,8 +638,7 @@ def gauss_newton(prob, point, n_steps, tol=0.0, ctl=None):
                 break
             dv = target.layer.val - layer.val
 
-        t0 = 1.0 if ctl is None else min(1.0, 2.0 * ctl.gn_fraction)
-        new = _damped(prob, sample, point, dv, t0, ctl)
+        new = _damped(prob, sample, point, dv)
         if new is None and use_system and fresh and ctl is not None and system.rows is prob.blocks:
             # No fraction of the step through a fresh system: the
             # truncated step (squared loss), without the nearly singular
@@ -653,7 +651,7 @@ def gauss_newton(prob, point, n_steps, tol=0.0, ctl=None):
             short = system.solve(g, drop=TRUNCATED_DROP_FLOOR)
             if short is not None and np.linalg.norm(short - dv) > 0.5 * np.linalg.norm(dv) \
                     and system.model_decrease(g, short) > tol * abs(point.L):
-                new = _damped(prob, sample, point, short, t0, ctl)
+                new = _damped(prob, sample, point, short)
         if new is None:
             if use_system and not fresh and ctl is not None:
                 ctl.system = None  # formed again at this point for the next step
@@ -666,14 +664,10 @@ def gauss_newton(prob, point, n_steps, tol=0.0, ctl=None):
     return point
 
 
-def _damped(prob, sample, point, dv, t0=1.0, ctl=None):
-    """The first of the points ``point + t dv``, ``t`` = t0, t0/2, ... down to
-    ``2**(1 - GN_TRIALS)``, its gates updated, that lowers the loss; None if
-    none does.  ``t0``: twice the fraction last accepted (in ``ctl``, where
-    the accepted one is recorded), at most 1: a step through the current
-    patterns mostly overshoots by a similar factor from one step to the next
-    (on small data sets the fractions 1 to 1/4 were tried and rejected in
-    most steps).  With a row ``sample`` the fractions are first tried on it
+def _damped(prob, sample, point, dv):
+    """The first of the points ``point + t dv``, ``t`` = 1, 1/2, ...
+    (``GN_TRIALS`` fractions), its gates updated, that lowers the loss; None
+    if none does.  With a row ``sample`` the fractions are first tried on it
     and the rows' loss is evaluated from the first one it accepts."""
     layer = point.layer
 
@@ -683,19 +677,16 @@ def _damped(prob, sample, point, dv, t0=1.0, ctl=None):
         return sync_point(on, Point(layer.replace(layer.idx, layer.val + t * dv), point.b, None, np.nan),
                           merge=on is prob)
 
-    t_min = 0.5 ** (GN_TRIALS - 1)
-    t = max(t0, t_min)
+    t, h = 1.0, 0
     if sample is not None:
         L_sample = sample.evaluate(layer, point.b).L
-        while t > t_min and not lower(trial(t, sample).L, L_sample):
-            t *= 0.5
-    while t >= t_min:
+        while h < GN_TRIALS - 1 and not lower(trial(t, sample).L, L_sample):
+            t, h = 0.5 * t, h + 1
+    while h < GN_TRIALS:
         cand = trial(t, prob)
         if lower(cand.L, point.L):
-            if ctl is not None:
-                ctl.gn_fraction = t
             return cand
-        t *= 0.5
+        t, h = 0.5 * t, h + 1
     return None
 
 

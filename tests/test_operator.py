@@ -6,7 +6,7 @@ import scipy.sparse as sp
 
 from sklearn_sparse_mlp._blocks import RowBlocks
 from sklearn_sparse_mlp._gates import Gates, random_gates
-from sklearn_sparse_mlp._operator import fused_spec, gradient_pass
+from sklearn_sparse_mlp._operator import fused_spec, gradient_pass, sorted_unique
 
 
 def _explicit(X, p, seed, fit_intercept=True):
@@ -87,3 +87,15 @@ def test_masks_right_after_the_cache_grows():
         idx = np.arange(m) * q * k + 2  # one weight per unit, on feature 2
         F = blocks.forward(fused_spec(idx, np.ones(m), gates, q, k))
         np.testing.assert_allclose(F[:, 0], (D[:, :m] * Xa[:, [2]]).sum(axis=1), atol=1e-12)
+
+
+def test_sorted_unique_is_numpy_unique():
+    rng = np.random.RandomState(0)
+    for a in (np.sort(rng.randint(0, 9, 40)), rng.randint(0, 9, 40), np.arange(5), np.zeros(3, np.int64),
+              np.array([7]), np.zeros(0, np.int64)):
+        a = a.astype(np.int64)
+        uniq, pos = sorted_unique(a)
+        ref_uniq, ref_pos = np.unique(a, return_inverse=True)
+        np.testing.assert_array_equal(uniq, ref_uniq)
+        np.testing.assert_array_equal(pos, ref_pos.ravel())
+        assert pos.dtype == np.int64

@@ -289,20 +289,17 @@ def _merge_duplicates(prob, layer, keys=None):
     # again a ReLU unit of that pattern (of opposite signs they would not be).
     # Several outputs: the gate follows a singular vector, not the weights.
     signs = layer.signs if layer.k == 1 and layer.signs.size == active.size else np.zeros(active.size)
-    if not dead.any():
-        # The usual case, nothing to merge: told apart by one sort (the
-        # unique over structured rows below costs several times more).
-        order = np.lexsort((signs, keys[:, 1], keys[:, 0]))
-        k0, k1, sg = keys[order, 0], keys[order, 1], signs[order]
-        if not np.any((k0[1:] == k0[:-1]) & (k1[1:] == k1[:-1]) & (sg[1:] == sg[:-1])):
-            return layer, False
-    # Each unit's target: the first unit with its (pattern, sign).
-    rows = np.empty(active.size, dtype=[("k0", np.uint64), ("k1", np.uint64), ("s", np.float64)])
-    rows["k0"], rows["k1"], rows["s"] = keys[:, 0], keys[:, 1], signs
-    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
-    target = np.where(dead, np.arange(active.size), first[inverse.ravel()])
-    if not dead.any() and np.array_equal(target, np.arange(active.size)):
-        return layer, False
+    # Each unit's target: the first unit with its (pattern, sign).  One stable
+    # sort groups the units (lowest index first in each group).
+    order = np.lexsort((signs, keys[:, 1], keys[:, 0]))
+    k0, k1, sg = keys[order, 0], keys[order, 1], signs[order]
+    starts = np.ones(active.size, dtype=bool)
+    starts[1:] = (k0[1:] != k0[:-1]) | (k1[1:] != k1[:-1]) | (sg[1:] != sg[:-1])
+    if not dead.any() and starts.all():
+        return layer, False  # the usual case: nothing to merge
+    target = np.empty(active.size, dtype=np.int64)
+    target[order] = order[starts][np.cumsum(starts) - 1]
+    target = np.where(dead, np.arange(active.size), target)
     q, k = layer.q, layer.k
     _, pos, feat, out = _decode(layer)
     keep_entry = ~dead[pos]

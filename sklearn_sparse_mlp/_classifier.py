@@ -240,7 +240,9 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         Hidden units with at least one nonzero weight.
 
     n_nonzero_ : int
-        Number of nonzero weights (never above the budget).
+        Number of nonzero weights (never above the budget; below it only when
+        no further weight lowers the training objective: see the user guide,
+        "What the budget counts").
 
     n_iter_ : int
         Number of IHT iterations run (epochs with ``batch_size``; calls of

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._blocks import RowBlocks
-from ._layers import TRUNCATED_DROP_FLOOR, top_s
+from ._layers import TRUNCATED_DROP_FLOOR, gate_offsets, top_s
 from ._operator import sorted_lookup
 
 
@@ -98,6 +98,7 @@ class Control:
     refine_tol: float = 1e-4
     system: object = None  # the SupportSystem of the current support (exact gates)
     fill_failed: object = None  # (support, budget) where refilling failed
+    settled: bool = False  # the last step kept its support
     steps: int = 0
 
 
@@ -362,6 +363,13 @@ def iht_step(prob, point, ctl):
     s = ctl.s
     layer = point.layer
     exact = _exact(ctl, layer)
+    if layer.kind == "factored" and s - layer.nnz >= 2 and ctl.mu_prev is not None \
+            and (ctl.settled or (layer.q + layer.k) * layer.units.size < s):
+        # Budget free once thresholding has settled below it, or beyond what
+        # the active units can hold: new units enter.
+        filled = _enter_units(prob, point, ctl, s)
+        if filled is not None:
+            return StepResult(filled, None, True, False, ctl.mu_prev)
     keys, g, w, g_sup = layer.candidates(prob, point, s)
     T = top_s(g, keys, s)
     gT = g[T]
@@ -429,6 +437,7 @@ def iht_step(prob, point, ctl):
     if accepted:
         ctl.mu_prev = mu
         same_support = new.layer.same_support(layer)
+    ctl.settled = same_support
     point = new
     synced = None
     if exact:
@@ -483,6 +492,27 @@ def _fill(prob, point, ctl, keys, g, w, s):
     return None
 
 
+def _enter_units(prob, point, ctl, s):
+    """Budget left free in a factored layer: new units enter
+    (``FactoredLayer.entering``) and the network is refitted on its support.
+    The new Point, or None if neither of two step sizes lowers the loss (not
+    tried again on the same support and budget)."""
+    layer = point.layer
+    attempt = (layer.units.tobytes(), layer.nnz, s)
+    if ctl.fill_failed == attempt:
+        return None
+    entering = layer.entering(prob, point, s - layer.nnz)
+    if entering is not None:
+        grown, step = entering
+        for scale in (1.0, 0.25):
+            trial = grown.replace(grown.units, grown.U, grown.V + scale * step).balanced()
+            cand = trial.refine(prob, prob.evaluate(trial, point.b), ctl.n_refine)
+            if lower(cand.L, point.L) and cand.layer.nnz > layer.nnz:
+                return cand
+    ctl.fill_failed = attempt
+    return None
+
+
 def _with_biases(prob, layer, keys, vals, s):
     """Entering units bring their hidden bias (sequential gates).
 
@@ -512,8 +542,7 @@ def _with_biases(prob, layer, keys, vals, s):
     nb = is_new & (feat == q - 1)
     has_bias[pos[nb], out[nb]] = True
     mean, sd = prob.blocks.column_moments()
-    spread = np.sqrt((H[:-1] ** 2 * (sd ** 2)[:, None]).sum(axis=0))
-    z = (H[-1] + mean @ H[:-1]) / np.where(spread > 0, spread, 1.0)
+    z = gate_offsets(mean, sd, H)
     dot = np.zeros((new_units.size, k))  # w . m
     sq = np.zeros((new_units.size, k))  # sum_f w_f^2 sd_f^2
     nf = is_new & (feat < q - 1)

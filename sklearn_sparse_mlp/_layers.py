@@ -38,6 +38,22 @@ def top_s(values, keys, s):
     return np.sort(order[:s])
 
 
+def gate_offsets(mean, sd, H):
+    """The offsets ``z`` of gates ``H`` (q x m, bias last) in units of their
+    spread on data with column means ``mean`` and deviations ``sd``: the
+    share of rows a gate activates is about ``Phi(z)`` (a Gaussian
+    approximation)."""
+    spread = np.sqrt((H[:-1] ** 2 * (sd ** 2)[:, None]).sum(axis=0))
+    return (H[-1] + mean @ H[:-1]) / np.where(spread > 0, spread, 1.0)
+
+
+def gate_bias(mean, sd, H, W):
+    """Hidden biases that give the units of feature weights ``W`` ((q - 1) x
+    m) the share of active rows of their gates ``H``: ``-w . mean + z
+    sqrt(sum_f w_f^2 sd_f^2)`` (``z`` from ``gate_offsets``)."""
+    return -(mean @ W) + gate_offsets(mean, sd, H) * np.sqrt(((W * sd[:, None]) ** 2).sum(axis=0))
+
+
 def _eig_solve(G, rhs, rel_floor, mode="drop"):
     """``G^+ rhs`` through the eigendecomposition of the symmetric ``G``.
 
@@ -715,6 +731,121 @@ class FactoredLayer:
         w = self._flat()
         g = np.concatenate([gU.ravel(order="F"), gV.ravel()])
         return np.arange(w.size, dtype=np.int64), g, w, g[w != 0]
+
+    def entering(self, prob, point, free):
+        """Units that enter on ``free`` entries of unused budget: ``(layer,
+        step)``, the layer with them added (zero output weights) and the output
+        weights of a normalised step, or None.
+
+        A unit outside the layer has zero gradient in both of its factors
+        (``u_j = v_j = 0`` is a saddle), so thresholding never brings one in
+        and budget freed by dropped units (or a start with few units) would
+        stay unused.  Each inactive unit is scored by the largest singular
+        value of its fused gradient ``dL/dW_j`` (q x k) under its random gate;
+        the best enter, as many as the layer's mean entries per unit allow.
+        A new unit's first-layer weights are the leading left singular vector
+        (oriented along its gate), its largest entries kept; with sequential
+        gates it also gets a hidden bias that gives it its random gate's share
+        of active rows (``gate_bias``).  Its output weights are the negative
+        gradient on its output entries at the pattern it then has, all new
+        units scaled together by the normalised step (gradient squared over
+        curvature).
+        """
+        q, k, m = self.q, self.k, self.units.size
+        inactive = np.setdiff1d(np.arange(self.p, dtype=np.int64), self.units)
+        per = q + k if m == 0 else int(np.clip(round(self.nnz / m), 2, q + k))
+        n_new = min(inactive.size, max(1, free // per))
+        if n_new == 0 or free < 2:
+            return None
+        blocks = prob.blocks
+        R = prob.residual(point)
+        # Scores in chunks of units (bounded memory for wide layers).
+        chunk = max(1, (1 << 20) // (q * k))
+        score = np.empty(inactive.size)
+        for c0 in range(0, inactive.size, chunk):
+            units = inactive[c0:c0 + chunk]
+            G = blocks.gradient_chunk(self.gates(units), R)  # k x q x c
+            score[c0:c0 + units.size] = np.linalg.norm(G.transpose(2, 1, 0), ord=2, axis=(1, 2))
+        best = np.lexsort((inactive, -score))[:4 * n_new]
+        best = best[score[best] > 0]
+        if best.size == 0:
+            return None
+        bias = self.sequential and self.gates.has_bias
+        n_feat = q - 1 if bias else q
+        # Units whose gates see nearly the same gradient would enter as copies
+        # of one unit: of the best-scored, those whose leading directions
+        # (feature part) differ from the ones already taken.
+        Gb = blocks.gradient_chunk(self.gates(inactive[best]), R)
+        lead = np.linalg.svd(Gb.transpose(2, 1, 0), full_matrices=False)[0][:, :n_feat, 0]
+        lead /= np.maximum(np.linalg.norm(lead, axis=1), 1e-300)[:, None]
+        taken = []
+        for a in range(best.size):
+            if len(taken) == n_new:
+                break
+            if all(abs(lead[a] @ lead[t]) < 0.9 for t in taken):
+                taken.append(a)
+        taken = np.array(taken, dtype=np.int64)
+        taken = taken[np.argsort(inactive[best[taken]], kind="stable")]
+        new_units = inactive[best[taken]]
+        H = self.gates(new_units)
+        G = Gb[:, :, taken]
+        Un = np.zeros((q, new_units.size))
+        room = np.zeros((new_units.size, k), dtype=bool)
+        left = free
+        for a in range(new_units.size):
+            avail = min(left, per) - bias
+            if avail < 2:
+                break
+            u, _, vt = np.linalg.svd(G[:, :, a].T, full_matrices=False)
+            u, v = u[:n_feat, 0], vt[0]
+            if u @ H[:n_feat, a] < 0:
+                u, v = -u, -v
+            # The largest entries of the balanced rank-one factors, at least
+            # one in each layer.
+            mags = np.concatenate([np.abs(u), np.abs(v)])
+            top = np.argsort(-mags, kind="stable")[:avail]
+            if not np.any(top < n_feat):
+                top[-1] = int(np.argmax(np.abs(u)))
+            if not np.any(top >= n_feat):
+                top[-1] = n_feat + int(np.argmax(np.abs(v)))
+            fu = top[top < n_feat]
+            Un[fu, a] = u[fu]
+            room[a, top[top >= n_feat] - n_feat] = True
+            left -= top.size + bias
+        used = np.any(Un != 0, axis=0)
+        if not used.any():
+            return None
+        new_units, H, Un, room = new_units[used], H[:, used], Un[:, used], room[used]
+        if bias:
+            mean, sd = blocks.column_moments()
+            Un[q - 1] = gate_bias(mean, sd, H, Un[:-1])
+        _, gV = blocks.unit_gradient(new_units, Un if self.sequential else H, Un, np.zeros((new_units.size, k)), R)
+        dV = np.where(room, -gV, 0.0)
+        # Balanced, a unit of output weights c dV costs ``penalty c ||u|| ||dV||``
+        # (linear in c): it lowers the loss only if ||dV|| > penalty ||u||.
+        nu, nv = np.linalg.norm(Un, axis=0), np.linalg.norm(dV, axis=1)
+        pays = nv > prob.penalty * nu
+        if not pays.any():
+            return None
+        new_units, Un, dV, nu, nv = new_units[pays], Un[:, pays], dV[pays], nu[pays], nv[pays]
+        gg = float(np.sum(dV * dV)) - prob.penalty * float(nu @ nv)
+        units = np.concatenate([self.units, new_units])
+        order = np.argsort(units, kind="stable")
+        U = np.concatenate([self.U, Un], axis=1)[:, order]
+        V0 = np.concatenate([self.V, np.zeros_like(dV)])[order]
+        dV_all = np.concatenate([np.zeros_like(self.V), dV])[order]
+        grown = self.replace(units[order], U, V0)
+        jv, lv = np.nonzero(dV_all)
+        denom = prob.curvature(grown, q * units.size + jv * k + lv, dV_all[jv, lv])
+        if not (denom > 0 and gg > 0):
+            return None
+        return grown, (gg / denom) * dV_all
+
+    def balanced(self):
+        """The same network with every unit rebalanced (``from_entries``)."""
+        flat = self._flat()
+        keys = np.flatnonzero(flat)
+        return self.from_entries(keys, flat[keys])
 
     def from_entries(self, keys, vals):
         """The point with entries ``keys`` (flat positions) set to ``vals``,

@@ -238,7 +238,9 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         Gate vectors of the active units at the end of the fit.
 
     n_nonzero_ : int
-        Number of nonzero fused weights (never above the budget).
+        Number of nonzero fused weights (never above the budget; below it
+        only when no further weight lowers the training objective: see the
+        user guide, "What the budget counts").
 
     n_iter_ : int
         Number of IHT iterations run (epochs with ``batch_size``; calls of

@@ -238,6 +238,20 @@ def test_low_dimensional_nonlinear_data_use_the_budget():
     assert clf.score(Xte, yte) > 0.95
 
 
+def test_shared_coupling_refills_budget_left_by_a_collapsed_start():
+    # Unscaled iris: the fused stage that starts the shared coupling merges
+    # its units into one (every feature positive, one activation pattern);
+    # thresholding cannot bring a unit back (a saddle at zero), new units
+    # enter on the free budget (16 of 80 weights before).
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    clf = SparseMLPClassifier(80, random_state=0).fit(X, y)
+    assert clf.n_nonzero_ == 80
+    assert np.count_nonzero(np.any(clf.coefs_[1] != 0, axis=1)) >= 4
+    assert clf.score(X, y) > 0.98
+
+
 def test_alpha_auto_is_chosen_and_exported():
     """alpha="auto" sets alpha_ (a grid value), used by to_mlp; a float is kept."""
     from sklearn.datasets import make_moons

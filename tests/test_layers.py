@@ -91,6 +91,36 @@ def test_from_entries_drops_empty_units_and_rebalances():
     np.testing.assert_allclose(new.U[:, 0][:, None] * new.V[0], layer.U[:, 1][:, None] * layer.V[1])
 
 
+@pytest.mark.parametrize("sequential", [True, False])
+@pytest.mark.parametrize("loss", [SquaredLoss(), SoftmaxLoss()])
+def test_entering_units_use_the_free_budget_and_lower_the_loss(sequential, loss):
+    # Units outside a factored layer have zero gradient (u = v = 0 is a
+    # saddle): entering adds new units within the free budget, distinct
+    # from the active ones, whose output weights at the normalised step
+    # lower the loss; with sequential gates each new unit's hidden bias gives
+    # it about the share of active rows of its random gate.
+    rng = np.random.default_rng(4)
+    X, layer, prob = _factored(rng, sequential=sequential, loss=loss)
+    X = 3.0 * X + 5.0  # unscaled data: the bias decides the share
+    prob = Problem(RowBlocks(X, True, prob.blocks.Y), loss, True, penalty=1e-3)
+    point = prob.evaluate(layer, None)
+    free = 20
+    grown, step = layer.entering(prob, point, free)
+    new = np.setdiff1d(grown.units, layer.units)
+    assert new.size >= 1 and not np.any(np.isin(new, layer.units))
+    trial = grown.replace(grown.units, grown.U, grown.V + step)
+    assert layer.nnz < trial.nnz <= layer.nnz + free
+    assert prob.evaluate(trial, point.b).L < point.L
+    balanced = trial.balanced()
+    np.testing.assert_allclose(prob.blocks.forward(balanced.spec()), prob.blocks.forward(trial.spec()), atol=1e-10)
+    if sequential:
+        pos = np.searchsorted(grown.units, new)
+        H = layer.gates(new)
+        share_gate = np.mean(X @ H[:-1] + H[-1] >= 0, axis=0)
+        share_unit = np.mean(X @ grown.U[:-1, pos] + grown.U[-1, pos] >= 0, axis=0)
+        np.testing.assert_allclose(share_unit, share_gate, atol=0.2)
+
+
 def test_top_s_breaks_ties_by_key():
     values = np.array([1.0, -3.0, 3.0, 2.0, -1.0])
     keys = np.array([10, 4, 2, 7, 1])

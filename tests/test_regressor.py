@@ -107,6 +107,18 @@ def test_max_iter_warns(planted):
         SparseMLPRegressor(20, hidden_layer_sizes=(50,), max_iter=1, random_state=0).fit(X, y)
 
 
+def test_several_outputs_use_the_whole_budget():
+    # The shared coupling's start left 14 of 20 weights (units dropped by
+    # thresholding are not brought back by it): new units enter on the rest.
+    from sklearn.datasets import make_regression
+
+    X, Y = make_regression(500, 10, n_targets=3, random_state=0)
+    X = X + 5.0
+    reg = SparseMLPRegressor(20, random_state=0).fit(X, Y)
+    assert reg.n_nonzero_ == 20
+    assert reg.score(X, Y) > 0.88
+
+
 def test_verbose_prints(planted, capsys):
     X, y, _, _ = planted
     with warnings.catch_warnings():

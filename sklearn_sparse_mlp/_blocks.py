@@ -52,6 +52,7 @@ from ._losses import (
     working_sums_serial,
     loss_sums,
     loss_sums_serial,
+    logistic_intercept,
     newton_intercept,
     ordered_sum,
     outputs_row,
@@ -513,23 +514,42 @@ def _forward_exact(Xs, starts, Hs, hb, signs, bits, slots, sw, F, KP, CP):
     with ``slots[a] < 0`` is not cached), with their keys and counts per
     block (as ``_pattern_keys``).  One product per tile gives all three: the
     network's pre-activations are its patterns' scores."""
-    m = Hs.shape[1]
     for b in prange(starts.shape[0] - 1):
-        Z = np.empty((TILE, m), dtype=Hs.dtype)
-        ZT = np.empty((m, TILE))
-        Ft = np.empty(TILE)
-        h1, h2, word, cnt, nbits = _keys_start(m)
-        for i0 in range(starts[b], starts[b + 1], TILE):
-            i1 = min(starts[b + 1], i0 + TILE)
-            nb = i1 - i0
-            _tile_scores(Xs, i0, i1, Hs, hb, Z)
-            for i in range(nb):
-                for a in range(m):
-                    ZT[a, i] = Z[i, a]
-            _exact_tile(ZT, nb, i0, signs, slots, bits, sw, h1, h2, word, cnt, nbits, Ft)
-            for i in range(nb):
-                F[i0 + i, 0] = Ft[i]
-        _keys_finish(b, h1, h2, word, cnt, nbits, KP, CP)
+        _forward_exact_block(Xs, starts, b, Hs, hb, signs, bits, slots, sw, F, KP, CP)
+
+
+@njit(cache=True, parallel=True)
+def _forward_exact_trials(Xs, starts, HsT, hbT, signs, bits, slots, sw, FT, KPT, CPT):
+    """``_forward_exact`` for T sets of gates at once (``HsT`` T x d x m,
+    ``hbT`` T x m; outputs, keys and counts indexed by the set first): one
+    call for the trial networks of a damped step.  Pass ``slots`` all -1
+    (nothing is cached)."""
+    n_blocks = starts.shape[0] - 1
+    for task in prange(HsT.shape[0] * n_blocks):
+        t = task // n_blocks
+        _forward_exact_block(Xs, starts, task % n_blocks, HsT[t], hbT[t], signs, bits, slots, sw, FT[t], KPT[t],
+                             CPT[t])
+
+
+@njit(cache=True, inline="always")
+def _forward_exact_block(Xs, starts, b, Hs, hb, signs, bits, slots, sw, F, KP, CP):
+    """Row block ``b`` of ``_forward_exact``."""
+    m = Hs.shape[1]
+    Z = np.empty((TILE, m), dtype=Hs.dtype)
+    ZT = np.empty((m, TILE))
+    Ft = np.empty(TILE)
+    h1, h2, word, cnt, nbits = _keys_start(m)
+    for i0 in range(starts[b], starts[b + 1], TILE):
+        i1 = min(starts[b + 1], i0 + TILE)
+        nb = i1 - i0
+        _tile_scores(Xs, i0, i1, Hs, hb, Z)
+        for i in range(nb):
+            for a in range(m):
+                ZT[a, i] = Z[i, a]
+        _exact_tile(ZT, nb, i0, signs, slots, bits, sw, h1, h2, word, cnt, nbits, Ft)
+        for i in range(nb):
+            F[i0 + i, 0] = Ft[i]
+    _keys_finish(b, h1, h2, word, cnt, nbits, KP, CP)
 
 
 @njit(cache=True, parallel=True)
@@ -1301,6 +1321,7 @@ _fill_patterns_serial = serial_kernel(_fill_patterns)
 _forward_serial = serial_kernel(_forward)
 _forward_exact_serial = serial_kernel(_forward_exact)
 _forward_exact_sparse_serial = serial_kernel(_forward_exact_sparse)
+_forward_exact_trials_serial = serial_kernel(_forward_exact_trials)
 _pattern_gradient_serial = serial_kernel(_pattern_gradient)
 _support_gradient_serial = serial_kernel(_support_gradient)
 _unit_gradient_serial = serial_kernel(_unit_gradient)
@@ -1592,6 +1613,22 @@ class RowBlocks:
         from one pass; the patterns are cached on the way."""
         return self._forward_exact(units, gates, signs, combine_keys)
 
+    def forward_exact_trials(self, gates, signs):
+        """``[(F, keys, counts)]`` of ``forward_exact`` for each of the gate
+        sets ``gates`` (T x q x m, dense enough for its matrix-product path),
+        from one call; the patterns are not cached."""
+        T, _, m = gates.shape
+        HsT = np.ascontiguousarray(gates[:, : self.d], dtype=self.dtype)
+        hbT = np.ascontiguousarray(gates[:, self.d], dtype=self.dtype) if self.has_bias else \
+            np.zeros((T, m), self.dtype)
+        FT = np.empty((T, self.n, 1))
+        KPT = np.empty((T, self.n_blocks, m, 2), dtype=np.uint64)
+        CPT = np.empty((T, self.n_blocks, m), dtype=np.int64)
+        kernel = _pick(_forward_exact_trials, _forward_exact_trials_serial, T * self.n_blocks)
+        kernel(self.Xs, self.starts, HsT, hbT, np.ascontiguousarray(signs, dtype=np.float64), self.cache.bits,
+               np.full(m, -1, dtype=np.int64), self.sw, FT, KPT, CPT)
+        return [(FT[t],) + tuple(combine_keys(KPT[t], CPT[t])) for t in range(T)]
+
     def forward_exact_outputs(self, units, gates, signs):
         """The outputs of ``forward_exact`` alone (its patterns cached)."""
         return self.forward_exact(units, gates, signs)[0]
@@ -1633,6 +1670,9 @@ class RowBlocks:
 
     def intercept(self, kind, F, b0):
         """The output intercept minimising the loss for outputs ``F``."""
+        if kind == LOGISTIC and F.shape[1] == 1:
+            b = 0.0 if b0 is None else float(np.asarray(b0, dtype=np.float64).reshape(-1)[0])
+            return np.array([logistic_intercept(F, b, self.Y, self.sw, self.starts)])
         return newton_intercept(kind, lambda b: self.intercept_stats(kind, F, b), F.shape[1], b0)
 
     def intercept_stats(self, kind, F, b):

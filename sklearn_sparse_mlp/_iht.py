@@ -290,30 +290,41 @@ def _merge_duplicates(prob, layer, keys=None):
     # again a ReLU unit of that pattern (of opposite signs they would not be).
     # Several outputs: the gate follows a singular vector, not the weights.
     signs = layer.signs if layer.k == 1 and layer.signs.size == active.size else np.zeros(active.size)
-    # Each unit's target: the first unit with its (pattern, sign).  One stable
-    # sort groups the units (lowest index first in each group).
-    order = np.lexsort((signs, keys[:, 1], keys[:, 0]))
-    k0, k1, sg = keys[order, 0], keys[order, 1], signs[order]
-    starts = np.ones(active.size, dtype=bool)
-    starts[1:] = (k0[1:] != k0[:-1]) | (k1[1:] != k1[:-1]) | (sg[1:] != sg[:-1])
+    order, starts = _merge_groups(keys, signs)
     if not dead.any() and starts.all():
         return layer, False  # the usual case: nothing to merge
-    target = np.empty(active.size, dtype=np.int64)
-    target[order] = order[starts][np.cumsum(starts) - 1]
-    target = np.where(dead, np.arange(active.size), target)
     q, k = layer.q, layer.k
     _, pos, feat, out = _decode(layer)
-    keep_entry = ~dead[pos]
-    new_flat = (active[target[pos]] * q + feat) * k + out
-    uniq, inv = np.unique(new_flat[keep_entry], return_inverse=True)
-    vals = np.bincount(inv.ravel(), weights=layer.val[keep_entry], minlength=uniq.size)
-    nz = vals != 0.0
-    idx, val = uniq[nz], vals[nz]
+    idx, val = _merged_entries(active, pos, feat, out, layer.val, dead, order, starts, q, k)
     survivors = np.unique(idx // (q * k))
     spos = np.searchsorted(active, survivors)
     new_gates = gates.copy()
     new_gates.set(survivors, gates.vectors[:, spos])
     return type(layer)(layer.p, q, k, idx, val, new_gates, layer.signs[spos]), True
+
+
+def _merged_entries(active, pos, feat, out, val, dead, order, starts, q, k):
+    """The weights (keys, values) once each group of ``_merge_groups`` is
+    summed into its first unit and dead units are dropped."""
+    target = np.empty(active.size, dtype=np.int64)
+    target[order] = order[starts][np.cumsum(starts) - 1]
+    target = np.where(dead, np.arange(active.size), target)
+    keep_entry = ~dead[pos]
+    new_flat = (active[target[pos]] * q + feat) * k + out
+    uniq, inv = np.unique(new_flat[keep_entry], return_inverse=True)
+    vals = np.bincount(inv.ravel(), weights=val[keep_entry], minlength=uniq.size)
+    nz = vals != 0.0
+    return uniq[nz], vals[nz]
+
+
+def _merge_groups(keys, signs):
+    """Units grouped by (pattern key, sign): the order of one stable sort
+    (lowest index first in each group) and where each group starts in it."""
+    order = np.lexsort((signs, keys[:, 1], keys[:, 0]))
+    k0, k1, sg = keys[order, 0], keys[order, 1], signs[order]
+    starts = np.ones(keys.shape[0], dtype=bool)
+    starts[1:] = (k0[1:] != k0[:-1]) | (k1[1:] != k1[:-1]) | (sg[1:] != sg[:-1])
+    return order, starts
 
 
 def sync_point(prob, point, merge=True):
@@ -694,7 +705,9 @@ def _damped(prob, sample, point, dv):
     """The first of the points ``point + t dv``, ``t`` = 1, 1/2, ...
     (``GN_TRIALS`` fractions), its gates updated, that lowers the loss; None
     if none does.  With a row ``sample`` the fractions are first tried on it
-    and the rows' loss is evaluated from the first one it accepts."""
+    and the rows' loss is evaluated from the first one it accepts.  Small
+    networks on few rows evaluate every fraction in one call
+    (``_trial_losses``); the point returned is the same."""
     layer = point.layer
 
     def trial(t, on):
@@ -708,6 +721,17 @@ def _damped(prob, sample, point, dv):
         L_sample = sample.evaluate(layer, point.b).L
         while h < GN_TRIALS - 1 and not lower(trial(t, sample).L, L_sample):
             t, h = 0.5 * t, h + 1
+    else:
+        losses = _trial_losses(prob, point, dv, [0.5 ** h for h in range(GN_TRIALS)])
+        if losses is not None:
+            for h, (L, exact) in enumerate(losses):
+                # A trial whose units merge is decided as it becomes, unless
+                # its loss is clearly not lower.
+                if lower(L, point.L) or not (exact or L > point.L + 1e-9 * abs(point.L)):
+                    cand = trial(0.5 ** h, prob)
+                    if lower(cand.L, point.L):
+                        return cand
+            return None
     while h < GN_TRIALS:
         cand = trial(t, prob)
         if lower(cand.L, point.L):
@@ -719,6 +743,51 @@ def _damped(prob, sample, point, dv):
 # --------------------------------------------------------------------------
 # drivers
 # --------------------------------------------------------------------------
+# Damped steps evaluate all their fractions in one kernel call when a trial's
+# forward pass (about n q m multiply-adds) costs less than the Python around a
+# gate update (a few hundred microseconds): below this many.
+TRIAL_BATCH_WORK = 1 << 20
+
+
+def _trial_losses(prob, point, dv, ts):
+    """The losses of the synced networks ``point + t dv`` (one output, the
+    support unchanged) for all ``ts`` from one call of the forward kernel,
+    as ``(loss, exact)``: exact, the loss ``sync_point`` gives it bit for bit;
+    for a trial whose units merge (``sync_point`` then sums or drops them),
+    the merged weights' loss at the unmerged outputs, equal up to rounding.
+    None when the network is not small, not dense enough for the kernel's
+    matrix product, or the blocks cannot batch."""
+    layer, blocks = point.layer, prob.blocks
+    if layer.kind != "fused" or layer.k != 1 or not hasattr(blocks, "forward_exact_trials"):
+        return None
+    active, pos, feat, _ = _decode(layer)
+    m, q = active.size, layer.q
+    if m == 0 or blocks.n * q * m > TRIAL_BATCH_WORK or q * m > 8 * layer.idx.size:
+        return None
+    old_pos, had = sorted_lookup(layer.gates.units, active)
+    if not had.all() or layer.signs.size != layer.gates.units.size:
+        return None
+    signs = layer.signs[old_pos]
+    vals = layer.val[None, :] + np.asarray(ts)[:, None] * dv[None, :]
+    if not np.all(vals != 0.0):
+        return None  # a weight that vanishes changes the support
+    gates = np.zeros((len(ts), q, m))
+    gates[:, feat, pos] = vals * signs[pos]
+    losses = []
+    for h, (F, keys, counts) in enumerate(blocks.forward_exact_trials(gates, signs)):
+        dead = counts == 0
+        order, starts = _merge_groups(keys, signs)
+        if dead.any() or not starts.all():
+            # The merged network has these outputs on the rows of positive
+            # weight up to rounding, and the merged weights' penalty.
+            merged = layer.replace(*_merged_entries(active, pos, feat, np.zeros_like(pos), vals[h], dead, order,
+                                                    starts, q, 1))
+            losses.append((prob.evaluate(merged, point.b, F).L, False))
+        else:
+            losses.append((prob.evaluate(layer.replace(layer.idx, vals[h]), point.b, F).L, True))
+    return losses
+
+
 class ToleranceRule:
     """The ``tol`` stopping rule.
 

@@ -369,6 +369,70 @@ def newton_intercept(kind, stats, k, b0, n_steps=50):
     return b
 
 
+@njit(cache=True)
+def _logistic_stats(F, b, Y, sw, starts, L, G, H):
+    """``stats`` of ``newton_intercept`` for one logistic output: the block
+    sums of ``intercept_sums``, summed in block order (``ordered_sum``)."""
+    intercept_sums_serial(LOGISTIC, F, b, Y, sw, starts, L, G, H)
+    Ls, gs, hs = L[0], G[0, 0], H[0, 0, 0]
+    for t in range(1, L.shape[0]):
+        Ls += L[t]
+        gs += G[t, 0]
+        hs += H[t, 0, 0]
+    return Ls, gs, hs
+
+
+@njit(cache=True)
+def _clip(x, lo, hi):
+    return lo if x < lo else (hi if x > hi else x)
+
+
+@njit(cache=True)
+def logistic_intercept(F, b0, Y, sw, starts, n_steps=50):
+    """``newton_intercept`` for one logistic output on row blocks ``starts``,
+    in one call: the same operations in the same order, so the same bits,
+    without a Python round per Newton step (the intercept is re-solved at
+    every trial network of a binary classifier)."""
+    nb = starts.shape[0] - 1
+    L = np.empty(nb)
+    G = np.empty((nb, 1))
+    H = np.empty((nb, 1, 1))
+    bv = np.empty(1)
+    b = _clip(b0, -_B_MAX, _B_MAX)
+    bv[0] = b
+    Lc, g, h = _logistic_stats(F, bv, Y, sw, starts, L, G, H)
+    for _ in range(n_steps):
+        if g == 0.0:
+            break
+        if g != g:
+            break  # NaN: as newton_intercept, no step lowers the loss
+        step = _clip(g / max(h, 1e-300), -8.0, 8.0)
+        size = abs(step)
+        if size <= 1e-6:
+            b_new = _clip(b - step, -_B_MAX, _B_MAX)
+            done = size <= 1e-15 * max(1.0, abs(b)) or b_new == b
+            b = b_new
+            if done:
+                break
+            bv[0] = b
+            Lc, g, h = _logistic_stats(F, bv, Y, sw, starts, L, G, H)
+            continue
+        accepted = False
+        b_new, L_new, g_new, h_new = b, Lc, g, h
+        for _ in range(8):
+            b_new = _clip(b - step, -_B_MAX, _B_MAX)
+            bv[0] = b_new
+            L_new, g_new, h_new = _logistic_stats(F, bv, Y, sw, starts, L, G, H)
+            if L_new <= Lc:
+                accepted = True
+                break
+            step *= 0.25
+        if not accepted or b_new == b:
+            break
+        b, Lc, g, h = b_new, L_new, g_new, h_new
+    return b
+
+
 # --------------------------------------------------------------------------
 # whole-array interface
 # --------------------------------------------------------------------------

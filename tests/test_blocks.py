@@ -197,6 +197,48 @@ def test_exact_forward_and_pattern_gradient_match_explicit(dtype, sparse, cache,
                                atol=rel * np.abs(R).sum())
 
 
+@pytest.mark.parametrize("dtype, sparse, cache", CASES[::3])
+def test_forward_exact_trials_are_the_single_calls_bit_for_bit(dtype, sparse, cache):
+    """The trial networks of a damped step in one call: outputs, pattern keys
+    and counts of each gate set are those of ``forward_exact``, bit for bit,
+    and nothing is cached."""
+    rng = np.random.default_rng(8)
+    q, m, T = D + 1, 5, 4
+    units = np.sort(rng.choice(500, m, replace=False))
+    gates = rng.standard_normal((T, q, m))
+    gates[2, :, 1] = gates[2, :, 0]  # a set with two units of one pattern
+    signs = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    X = _data(dtype, sparse)
+    sw = rng.random(N)
+    sw[::7] = 0.0
+    blocks = _blocks(X, True, rng.standard_normal((N, 1)), sw, cache)
+    assert blocks.n_blocks > 1
+    before = blocks.cache.bits.copy()
+    trials = blocks.forward_exact_trials(gates, signs)
+    np.testing.assert_array_equal(blocks.cache.bits, before)
+    for t in range(T):
+        for got, ref in zip(trials[t], blocks.forward_exact(units, gates[t], signs)):
+            np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("offset", [0.0, 6.0, 60.0])
+def test_logistic_intercept_in_one_call_is_the_newton_intercept(offset):
+    """The compiled intercept solve of one logistic output takes the steps of
+    ``newton_intercept`` (damped far from the solution, clipped at the bound
+    on separable data) and returns its bits."""
+    from sklearn_sparse_mlp._losses import newton_intercept
+
+    rng = np.random.default_rng(5)
+    n = 5000  # three row blocks
+    F = rng.standard_normal((n, 1)) * 3 + offset
+    for Y in ((rng.random((n, 1)) < 0.3).astype(float), np.zeros((n, 1))):
+        sw = rng.random(n)
+        blocks = RowBlocks(np.zeros((n, 1)), False, Y, sw)
+        for b0 in (None, np.array([2.5]), np.array([-100.0])):
+            ref = newton_intercept(LOGISTIC, lambda b: blocks.intercept_stats(LOGISTIC, F, b), 1, b0)
+            np.testing.assert_array_equal(blocks.intercept(LOGISTIC, F, b0), ref)
+
+
 def test_normal_equations_columns_and_samples():
     """``first_col`` forms the trailing columns of the normal equations alone
     (the update of a support's system), equal to those of the whole; a

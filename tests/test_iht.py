@@ -1,0 +1,49 @@
+"""Solver shortcuts that must not change the model: the damped Gauss-Newton
+step's trial networks evaluated in one call."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.preprocessing import StandardScaler
+
+import sklearn_sparse_mlp._iht as iht
+from sklearn_sparse_mlp import SparseMLPClassifier, SparseMLPRegressor
+
+
+BATCH_WORK = iht.TRIAL_BATCH_WORK
+TRIAL_LOSSES = iht._trial_losses
+
+
+def _fit(monkeypatch, batch, est, X, y, sw):
+    calls = []
+
+    def counted(*args):
+        out = TRIAL_LOSSES(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(iht, "TRIAL_BATCH_WORK", BATCH_WORK if batch else -1)
+    monkeypatch.setattr(iht, "_trial_losses", counted)
+    est.fit(X, y, sample_weight=sw)
+    return est, sum(calls)
+
+
+@pytest.mark.parametrize("task", ["regression", "binary"])
+def test_trials_in_one_call_give_the_same_model(monkeypatch, task):
+    if task == "regression":
+        X, y = load_diabetes(return_X_y=True)
+        make = lambda: SparseMLPRegressor(60, random_state=0)  # noqa: E731
+    else:
+        X, y = load_breast_cancer(return_X_y=True)
+        make = lambda: SparseMLPClassifier(100, random_state=0)  # noqa: E731
+    X = StandardScaler().fit_transform(X)[:300]
+    y = y[:300]
+    sw = np.random.default_rng(0).random(300)
+    sw[::10] = 0.0
+    ref, n_ref = _fit(monkeypatch, False, make(), X, y, sw)
+    got, n_got = _fit(monkeypatch, True, make(), X, y, sw)
+    assert n_ref == 0 and n_got > 0  # the batched path ran, and only there
+    assert got.n_iter_ == ref.n_iter_
+    np.testing.assert_array_equal(got.fused_coef_.toarray(), ref.fused_coef_.toarray())
+    out = "predict" if task == "regression" else "predict_proba"
+    np.testing.assert_array_equal(getattr(got, out)(X), getattr(ref, out)(X))

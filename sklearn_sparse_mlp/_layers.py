@@ -776,8 +776,9 @@ class FactoredLayer:
         # of one unit: of the best-scored, those whose leading directions
         # (feature part) differ from the ones already taken.
         Gb = blocks.gradient_chunk(self.gates(inactive[best]), R)
-        lead = np.linalg.svd(Gb.transpose(2, 1, 0), full_matrices=False)[0][:, :n_feat, 0]
-        lead /= np.maximum(np.linalg.norm(lead, axis=1), 1e-300)[:, None]
+        # (One batched SVD: the leading pairs also give the entering weights.)
+        lsv, _, rsv = np.linalg.svd(Gb.transpose(2, 1, 0), full_matrices=False)
+        lead = lsv[:, :n_feat, 0] / np.maximum(np.linalg.norm(lsv[:, :n_feat, 0], axis=1), 1e-300)[:, None]
         taken = []
         for a in range(best.size):
             if len(taken) == n_new:
@@ -788,7 +789,7 @@ class FactoredLayer:
         taken = taken[np.argsort(inactive[best[taken]], kind="stable")]
         new_units = inactive[best[taken]]
         H = self.gates(new_units)
-        G = Gb[:, :, taken]
+        lsv, rsv = lsv[taken], rsv[taken]
         Un = np.zeros((q, new_units.size))
         room = np.zeros((new_units.size, k), dtype=bool)
         left = free
@@ -796,8 +797,7 @@ class FactoredLayer:
             avail = min(left, per) - bias
             if avail < 2:
                 break
-            u, _, vt = np.linalg.svd(G[:, :, a].T, full_matrices=False)
-            u, v = u[:n_feat, 0], vt[0]
+            u, v = lsv[a, :n_feat, 0], rsv[a, 0]
             if u @ H[:n_feat, a] < 0:
                 u, v = -u, -v
             # The largest entries of the balanced rank-one factors, at least

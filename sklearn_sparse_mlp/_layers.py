@@ -425,35 +425,11 @@ class FusedLayer:
                 n_new = int(np.count_nonzero(~kept))
                 update = 0 < n_new <= self.idx.size // 2
             if update:
-                order = np.concatenate([np.flatnonzero(kept), np.flatnonzero(~kept)])
-                n_kept = order.size - n_new
-                cols, _, c_new = blocks.normal_equations(self.spec(), pos[order], feat[order], hcol[order], W,
-                                                         out[order], first_col=n_kept)
-                G = np.empty((order.size, order.size))
-                keep = old_pos[order[:n_kept]]
-                G[:n_kept, :n_kept] = previous.raw[0][np.ix_(keep, keep)]
-                G[:, n_kept:] = cols
-                G[n_kept:, :n_kept] = cols[:n_kept].T
-                C = np.concatenate([previous.raw[1][keep], c_new])
-                inv = np.empty_like(order)
-                inv[order] = np.arange(order.size)
-                G, C = G[np.ix_(inv, inv)], C[inv]
-            else:
-                G, _, C = blocks.normal_equations(self.spec(), pos, feat, hcol, W, out)
-            s0 = 1.0 if quadratic else max(blocks.total(blocks.column(W, 0)), 1e-300)
-            M = G - np.outer(C, C) / s0 if prob.fit_intercept else G.copy()
-            M[np.diag_indices_from(M)] += prob.penalty
-            if blocks is not prob.blocks:
-                M = _rescaled(M, self._full_diagonal(prob, point, quadratic))
-            # The squared loss: the minimum-norm solution (the support's
-            # columns can be (nearly) collinear, and the answer must not
-            # depend on rounding in the null space).
-            mode = ("drop", DROP_FLOOR) if quadratic else ("floor", 1e-8)
-            system = SupportSystem(self.idx, prob, [(slice(None), M, *mode)])
-            system.raw = (G, C)
-            system.rows = blocks
-            system.updated = update
-            return system
+                system = self._updated_system(prob, point, blocks, previous, kept, old_pos, n_new, W)
+                if system is not None:
+                    return system
+            G, _, C = blocks.normal_equations(self.spec(), pos, feat, hcol, W, out)
+            return self._one_output_system(prob, point, blocks, W, G, C, False)
         if quadratic:
             # One system (outputs decoupled by masking).
             G, _, C = blocks.normal_equations(self.spec(), pos, feat, hcol, blocks.sw, out)
@@ -481,6 +457,58 @@ class FusedLayer:
             Gl[np.diag_indices_from(Gl)] += prob.penalty
             parts.append((perm[sel], Gl, "floor", 1e-8))
         return SupportSystem(self.idx, prob, parts)
+
+    def _updated_system(self, prob, point, blocks, previous, kept, old_pos, n_new, W):
+        """The one-output SupportSystem formed from ``previous`` and the new
+        entries' columns (see ``support_system``), or None to form it afresh.
+
+        With the logistic loss the kept block was formed at earlier curvature
+        weights and the new columns at the current ones: the mix need not be
+        positive definite (breast_cancer at 310 weights: half of the updates
+        were not, each then eigendecomposed at 6 ms, more than forming the
+        whole system).  Such an update is dropped for the system formed at
+        the current point."""
+        pos, feat, hcol, out = self._bases()
+        order = np.concatenate([np.flatnonzero(kept), np.flatnonzero(~kept)])
+        n_kept = order.size - n_new
+        cols, _, c_new = blocks.normal_equations(self.spec(), pos[order], feat[order], hcol[order], W,
+                                                 out[order], first_col=n_kept)
+        G = np.empty((order.size, order.size))
+        keep = old_pos[order[:n_kept]]
+        G[:n_kept, :n_kept] = previous.raw[0][np.ix_(keep, keep)]
+        G[:, n_kept:] = cols
+        G[n_kept:, :n_kept] = cols[:n_kept].T
+        C = np.concatenate([previous.raw[1][keep], c_new])
+        inv = np.empty_like(order)
+        inv[order] = np.arange(order.size)
+        system = self._one_output_system(prob, point, blocks, W, G[np.ix_(inv, inv)], C[inv], True)
+        if not prob.loss.is_quadratic:
+            # The factor solve() would compute first (the matrix has at least
+            # two rows: n_new >= 1 and at most half of the support).
+            factor = _cholesky_factor(system.blocks[0][1])
+            if factor is None:
+                return None
+            system._factors = [("chol", factor)]
+        return system
+
+    def _one_output_system(self, prob, point, blocks, W, G, C, updated):
+        """The one-output SupportSystem of the normal equations ``G``, ``C``
+        (formed with the weights ``W`` on ``blocks``)."""
+        quadratic = prob.loss.is_quadratic
+        s0 = 1.0 if quadratic else max(blocks.total(blocks.column(W, 0)), 1e-300)
+        M = G - np.outer(C, C) / s0 if prob.fit_intercept else G.copy()
+        M[np.diag_indices_from(M)] += prob.penalty
+        if blocks is not prob.blocks:
+            M = _rescaled(M, self._full_diagonal(prob, point, quadratic))
+        # The squared loss: the minimum-norm solution (the support's
+        # columns can be (nearly) collinear, and the answer must not
+        # depend on rounding in the null space).
+        mode = ("drop", DROP_FLOOR) if quadratic else ("floor", 1e-8)
+        system = SupportSystem(self.idx, prob, [(slice(None), M, *mode)])
+        system.raw = (G, C)
+        system.rows = blocks
+        system.updated = updated
+        return system
 
     def _full_diagonal(self, prob, point, quadratic):
         """The diagonal of the support's Gauss-Newton matrix on all the rows

@@ -247,6 +247,35 @@ def test_support_system_is_the_refit_and_updates_match(loss):
     np.testing.assert_allclose(updated.solve(g2), fresh.solve(g2), rtol=1e-7, atol=1e-10)
 
 
+def test_indefinite_logistic_update_is_formed_afresh():
+    """With the logistic loss, an update whose kept block was formed at other
+    curvature weights may not be positive definite: the system is then
+    formed afresh at the point (no eigendecomposition of the mix), and a
+    positive definite update keeps its Cholesky factor."""
+    from sklearn_sparse_mlp._losses import LogisticLoss
+
+    rng = np.random.default_rng(5)
+    layer, prob = _fused(rng, 2000, LogisticLoss())
+    point = prob.evaluate(layer, None)
+    system = layer.support_system(prob, point)
+    keep = np.sort(rng.choice(layer.idx.size, 30, replace=False))
+    extra = np.setdiff1d(rng.choice(layer.p * layer.q, 60, replace=False), layer.idx)[:10]
+    idx = np.concatenate([layer.idx[keep], extra])
+    order = np.argsort(idx)
+    other = layer.replace(idx[order], np.concatenate([layer.val[keep], rng.standard_normal(10)])[order])
+    good = other.support_system(prob, point, previous=system)
+    assert good.updated and good._factors[0][0] == "chol"
+    # The kept block as if formed at far other weights: indefinite.
+    G, C = system.raw
+    system.raw = (G - 2.0 * np.abs(G).sum(axis=0).max() * np.eye(G.shape[0]), C)
+    mixed = other.support_system(prob, point, previous=system)
+    fresh = other.support_system(prob, point)
+    assert not mixed.updated
+    np.testing.assert_array_equal(mixed.blocks[0][1], fresh.blocks[0][1])
+    g = other.step_gradient(prob, prob.residual(point))
+    np.testing.assert_array_equal(mixed.solve(g), fresh.solve(g))
+
+
 def test_truncated_step_drops_the_small_eigenvalues():
     """``solve(g, drop=f)`` is the step through the eigenvectors of ``M``
     whose eigenvalues exceed ``f`` times the largest (a collinear support:

@@ -418,16 +418,21 @@ class FusedLayer:
             W_all = None if quadratic else prob.hessian_weights(point)
         if self.k == 1:
             W = blocks.sw if quadratic else W_all
-            update = (previous is not None and previous.prob is prob and previous.raw is not None
+            # Updates for the squared loss only: with the logistic loss the
+            # kept block was formed at earlier curvature weights and the new
+            # columns at the current ones, and the mix was almost never
+            # positive definite (breast_cancer at 310 weights: 27 of 29;
+            # make_classification, 20000 rows: 60 of 60), each then
+            # eigendecomposed (6 ms at 310 weights, more than forming the
+            # whole system).
+            update = (quadratic and previous is not None and previous.prob is prob and previous.raw is not None
                       and previous.rows is blocks)
             if update:
                 old_pos, kept = _lookup(previous.idx, self.idx)
                 n_new = int(np.count_nonzero(~kept))
                 update = 0 < n_new <= self.idx.size // 2
             if update:
-                system = self._updated_system(prob, point, blocks, previous, kept, old_pos, n_new, W)
-                if system is not None:
-                    return system
+                return self._updated_system(prob, point, blocks, previous, kept, old_pos, n_new, W)
             G, _, C = blocks.normal_equations(self.spec(), pos, feat, hcol, W, out)
             return self._one_output_system(prob, point, blocks, W, G, C, False)
         if quadratic:
@@ -460,14 +465,7 @@ class FusedLayer:
 
     def _updated_system(self, prob, point, blocks, previous, kept, old_pos, n_new, W):
         """The one-output SupportSystem formed from ``previous`` and the new
-        entries' columns (see ``support_system``), or None to form it afresh.
-
-        With the logistic loss the kept block was formed at earlier curvature
-        weights and the new columns at the current ones: the mix need not be
-        positive definite (breast_cancer at 310 weights: half of the updates
-        were not, each then eigendecomposed at 6 ms, more than forming the
-        whole system).  Such an update is dropped for the system formed at
-        the current point."""
+        entries' columns (see ``support_system``)."""
         pos, feat, hcol, out = self._bases()
         order = np.concatenate([np.flatnonzero(kept), np.flatnonzero(~kept)])
         n_kept = order.size - n_new
@@ -481,15 +479,7 @@ class FusedLayer:
         C = np.concatenate([previous.raw[1][keep], c_new])
         inv = np.empty_like(order)
         inv[order] = np.arange(order.size)
-        system = self._one_output_system(prob, point, blocks, W, G[np.ix_(inv, inv)], C[inv], True)
-        if not prob.loss.is_quadratic:
-            # The factor solve() would compute first (the matrix has at least
-            # two rows: n_new >= 1 and at most half of the support).
-            factor = _cholesky_factor(system.blocks[0][1])
-            if factor is None:
-                return None
-            system._factors = [("chol", factor)]
-        return system
+        return self._one_output_system(prob, point, blocks, W, G[np.ix_(inv, inv)], C[inv], True)
 
     def _one_output_system(self, prob, point, blocks, W, G, C, updated):
         """The one-output SupportSystem of the normal equations ``G``, ``C``

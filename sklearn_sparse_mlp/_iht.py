@@ -754,9 +754,10 @@ def _trial_losses(prob, point, dv, ts):
     support unchanged) for all ``ts`` from one call of the forward kernel,
     as ``(loss, exact)``: exact, the loss ``sync_point`` gives it bit for bit;
     for a trial whose units merge (``sync_point`` then sums or drops them),
-    the merged weights' loss at the unmerged outputs, equal up to rounding.
-    None when the network is not small, not dense enough for the kernel's
-    matrix product, or the blocks cannot batch."""
+    the merged weights' loss at the unmerged outputs, equal up to rounding;
+    an iterator, each loss computed when it is reached.  None when the
+    network is not small, not dense enough for the kernel's matrix product,
+    or the blocks cannot batch."""
     layer, blocks = point.layer, prob.blocks
     if layer.kind != "fused" or layer.k != 1 or not hasattr(blocks, "forward_exact_trials"):
         return None
@@ -773,19 +774,24 @@ def _trial_losses(prob, point, dv, ts):
         return None  # a weight that vanishes changes the support
     gates = np.zeros((len(ts), q, m))
     gates[:, feat, pos] = vals * signs[pos]
-    losses = []
-    for h, (F, keys, counts) in enumerate(blocks.forward_exact_trials(gates, signs)):
-        dead = counts == 0
-        order, starts = _merge_groups(keys, signs)
-        if dead.any() or not starts.all():
-            # The merged network has these outputs on the rows of positive
-            # weight up to rounding, and the merged weights' penalty.
-            merged = layer.replace(*_merged_entries(active, pos, feat, np.zeros_like(pos), vals[h], dead, order,
-                                                    starts, q, 1))
-            losses.append((prob.evaluate(merged, point.b, F).L, False))
-        else:
-            losses.append((prob.evaluate(layer.replace(layer.idx, vals[h]), point.b, F).L, True))
-    return losses
+    outputs = blocks.forward_exact_trials(gates, signs)
+
+    def losses():
+        # Lazily, in order: the caller stops at the first fraction it
+        # accepts (most steps accept the first or second of six).
+        for h, (F, keys, counts) in enumerate(outputs):
+            dead = counts == 0
+            order, starts = _merge_groups(keys, signs)
+            if dead.any() or not starts.all():
+                # The merged network has these outputs on the rows of positive
+                # weight up to rounding, and the merged weights' penalty.
+                merged = layer.replace(*_merged_entries(active, pos, feat, np.zeros_like(pos), vals[h], dead,
+                                                        order, starts, q, 1))
+                yield prob.evaluate(merged, point.b, F).L, False
+            else:
+                yield prob.evaluate(layer.replace(layer.idx, vals[h]), point.b, F).L, True
+
+    return losses()
 
 
 class ToleranceRule:

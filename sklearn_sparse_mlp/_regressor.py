@@ -120,7 +120,12 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         the scale of ``y``) and waits ``n_iter_no_change`` epochs, because
         single stochastic epochs are noisy; a full-batch IHT iteration is
         not, and the relative rule stops at the same point for ``y`` in any
-        unit.  The classifiers' ``tol`` has MLPClassifier's meaning.
+        unit.  With a budget of at least ``n_samples`` weights (the network
+        can fit the rows exactly) the change is compared with the loss of the
+        constant model instead (2000 rows, 1000 features, the default budget
+        of 10010 weights: 1.5 s instead of 130 s at ``max_iter``, test R^2
+        0.980 against 0.982).  The classifiers' ``tol`` has MLPClassifier's
+        meaning.
 
     alpha : "auto" or float, default="auto"
         Strength of the L2 penalty ``alpha / (2 n_samples) * ||w||^2`` on the

@@ -280,6 +280,33 @@ def test_sequential_loss_decreases_and_stops_by_rule():
                                atol=1e-9 * np.abs(y).max())
 
 
+def test_budget_beyond_the_rows_stops_once_the_rows_are_fitted():
+    """With at least as many weights as rows the network can fit them
+    exactly, and the loss keeps shrinking by small relative steps: the tol
+    rule then compares loss changes with the constant model's loss (without
+    it the fit below took 25 iterations instead of 9, for the same test
+    score; at 2000 rows and 10010 weights it ran to max_iter, 130 s against
+    1.5 s)."""
+    from sklearn.datasets import make_regression
+
+    from sklearn_sparse_mlp._iht import Problem, interpolation_floor
+    from sklearn_sparse_mlp._blocks import RowBlocks
+    from sklearn_sparse_mlp._losses import SquaredLoss
+
+    X, y = make_regression(500, 200, n_informative=10, noise=5.0, random_state=0)
+    y = y / y.std()
+    X = StandardScaler().fit_transform(X)
+    prob = Problem(RowBlocks(X[:300], True, y[:300, None]), SquaredLoss(), True)
+    assert interpolation_floor(prob, 299) == 0.0
+    np.testing.assert_allclose(interpolation_floor(prob, 300), 0.5 * np.var(y[:300]), rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        reg = SparseMLPRegressor(600, random_state=0).fit(X[:300], y[:300])
+    assert reg.n_iter_ < 20
+    assert reg.score(X[:300], y[:300]) > 0.999
+    assert reg.score(X[300:], y[300:]) > 0.8
+
+
 def test_alpha_shrinks_the_weights(planted):
     X, y, _, _ = planted
     norms = [np.linalg.norm(SparseMLPRegressor(20, hidden_layer_sizes=(50,), alpha=a, gate_update="fixed",

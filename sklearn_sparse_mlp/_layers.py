@@ -403,7 +403,7 @@ class FusedLayer:
         """The SupportSystem of this support at ``point``.
 
         ``previous``: the system of an earlier support on the same problem
-        (one output).  When at most half of this support's entries are new,
+        (one output, squared loss).  When at most half of this support's entries are new,
         only their rows and columns of the matrix are formed at ``point``
         (``n S r`` multiply-adds for r new entries) and the rest is kept from
         ``previous`` (formed at earlier patterns: an approximation that the

@@ -814,10 +814,11 @@ class ToleranceRule:
     """The ``tol`` stopping rule.
 
     Relative (the regressor): one iteration whose loss changes by less than
-    ``tol`` times the loss (or ``floor``, if larger) ends the fit.  Absolute (the classifiers, as in
-    MLPClassifier): ``patience`` consecutive iterations whose loss changes by
-    less than ``tol`` (the log loss of a perfectly fitted training set keeps
-    shrinking by relative steps, and single small steps occur on the way).
+    ``tol`` times the loss (or ``floor``, if larger) ends the fit.  Absolute
+    (the classifiers, as in MLPClassifier): ``patience`` consecutive
+    iterations whose loss changes by less than ``tol`` (the log loss of a
+    perfectly fitted training set keeps shrinking by relative steps, and
+    single small steps occur on the way).
     """
 
     def __init__(self, tol, absolute, patience, floor=0.0):

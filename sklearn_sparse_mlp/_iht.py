@@ -1172,6 +1172,7 @@ def _pattern_state(prob, layer):
 
 def partial_step(prob, layer, b0, ctl):
     """One stochastic IHT step on the blocks of ``prob`` (a minibatch)."""
+    ctl.loss_floor = 0.0  # interpolation_floor is for fits on all the rows
     point = prob.evaluate(layer.truncate(ctl.s), b0)
     res = iht_step(prob, point, ctl)
     ctl.system = None  # formed on these rows only
@@ -1188,6 +1189,7 @@ def fit_minibatch(make_problem, batches, layer, b0, ctl, stop, epochs_rng, final
     the polish on the final support.
     """
     loss_curve = []
+    ctl.loss_floor = 0.0  # interpolation_floor is for fits on all the rows
     tol_rule = ToleranceRule(stop.tol, stop.absolute_tol, stop.n_iter_no_change)
     converged, reason = False, "max_iter"
     stable = 0

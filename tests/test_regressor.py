@@ -280,6 +280,23 @@ def test_sequential_loss_decreases_and_stops_by_rule():
                                atol=1e-9 * np.abs(y).max())
 
 
+def test_refill_on_bounded_features_uses_the_budget():
+    """Budget freed by merged or dead units is refilled; a unit does not enter
+    on its bias alone (its pattern would be constant: it merged into the
+    intercept or died at the gate update, and image fitting on random
+    Fourier features kept 143 of 250 weights)."""
+    from sklearn.kernel_approximation import RBFSampler
+
+    rng = np.random.default_rng(0)
+    side = 24
+    r, c = np.meshgrid(np.linspace(0, 1, side), np.linspace(0, 1, side), indexing="ij")
+    coords = np.c_[r.ravel(), c.ravel()]
+    X = RBFSampler(gamma=100.0, n_components=64, random_state=0).fit_transform(coords)
+    y = np.sin(6 * coords[:, 0]) * np.cos(4 * coords[:, 1]) + 0.1 * rng.standard_normal(side * side)
+    reg = SparseMLPRegressor(120, hidden_layer_sizes=(64,), alpha=1e-4, random_state=0).fit(X, y)
+    assert reg.n_nonzero_ >= 114
+
+
 def test_budget_beyond_the_rows_stops_once_the_rows_are_fitted():
     """With at least as many weights as rows the network can fit them
     exactly, and the loss keeps shrinking by small relative steps: the tol

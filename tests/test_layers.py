@@ -209,6 +209,15 @@ def _fused(rng, n, kind_loss, s=40, p=30, d=5, sw=None):
     return layer, prob
 
 
+def _changed_support(rng, layer):
+    """The same gates, a support that keeps 30 of the entries and gains 10."""
+    keep = np.sort(rng.choice(layer.idx.size, 30, replace=False))
+    extra = np.setdiff1d(rng.choice(layer.p * layer.q, 60, replace=False), layer.idx)[:10]
+    idx = np.concatenate([layer.idx[keep], extra])
+    order = np.argsort(idx)
+    return layer.replace(idx[order], np.concatenate([layer.val[keep], rng.standard_normal(10)])[order])
+
+
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
 def test_support_system_is_the_refit_and_updates_match(loss):
     """A SupportSystem formed at a point gives the Gauss-Newton step of the
@@ -236,12 +245,7 @@ def test_support_system_is_the_refit_and_updates_match(loss):
     assert system.model_decrease(g, dv) > 0
     if loss != "squared":
         return  # see test_logistic_systems_are_formed_afresh
-    # The same gates, a support that keeps 30 entries and gains 10.
-    keep = np.sort(rng.choice(layer.idx.size, 30, replace=False))
-    extra = np.setdiff1d(rng.choice(layer.p * layer.q, 60, replace=False), layer.idx)[:10]
-    idx = np.concatenate([layer.idx[keep], extra])
-    order = np.argsort(idx)
-    other = layer.replace(idx[order], np.concatenate([layer.val[keep], rng.standard_normal(10)])[order])
+    other = _changed_support(rng, layer)
     updated = other.support_system(prob, point, previous=system)
     assert updated.updated
     fresh = other.support_system(prob, point)
@@ -259,11 +263,7 @@ def test_logistic_systems_are_formed_afresh():
     layer, prob = _fused(rng, 2000, LogisticLoss())
     point = prob.evaluate(layer, None)
     system = layer.support_system(prob, point)
-    keep = np.sort(rng.choice(layer.idx.size, 30, replace=False))
-    extra = np.setdiff1d(rng.choice(layer.p * layer.q, 60, replace=False), layer.idx)[:10]
-    idx = np.concatenate([layer.idx[keep], extra])
-    order = np.argsort(idx)
-    other = layer.replace(idx[order], np.concatenate([layer.val[keep], rng.standard_normal(10)])[order])
+    other = _changed_support(rng, layer)
     given = other.support_system(prob, point, previous=system)
     fresh = other.support_system(prob, point)
     assert not given.updated

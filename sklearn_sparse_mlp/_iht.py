@@ -984,7 +984,9 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None):
     chosen during the fit); the result's ``problem`` has the final one."""
     point = prob.evaluate(layer.truncate(ctl.s), b0)
     L_init = point.L
-    floor = interpolation_floor(prob, ctl.s, b0)
+    # The constant model's loss depends on neither the weights nor alpha:
+    # formed once, and only for the relative rule (the regressor's).
+    floor = 0.0 if stop.absolute_tol else interpolation_floor(prob, ctl.s, b0)
     eps = np.finfo(prob.blocks.dtype).eps
     loss_curve = []
     best_synced = None
@@ -1027,7 +1029,6 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None):
                 point = prob.evaluate(point.layer, point.b)
                 L_init = point.L
                 best_synced, best_L, no_gain = None, np.inf, 0
-                floor = interpolation_floor(prob, ctl.s, point.b)
                 tol_rule = ToleranceRule(stop.tol, stop.absolute_tol, stop.n_iter_no_change, floor)
                 stable, ctl.mu_prev, reason = 0, None, None
                 if stop.verbose:

@@ -91,6 +91,15 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         one to the next), then refits the final support on all the data;
         ``partial_fit`` steps through the rows it is given in minibatches of
         this size, in order.
+        Unlike MLPRegressor's SGD, small minibatches are neither faster nor
+        safe here: each step refits the support on its minibatch and drops
+        the units inactive on all of its rows, and budget lost that way is
+        often not regained (make_friedman1, 2000 rows, 110 weights:
+        ``batch_size=64`` ended with 13 nonzero weights and test R^2 0.58,
+        400 with 110 and 0.982 in 2.0 s, the full batch 0.988 in 1.2 s).
+        Use minibatches for data too large for full-batch
+        iterations, with many rows per weight of the budget, and check
+        ``n_nonzero_``.
 
     progressive : bool, default=True
         With many rows and ``batch_size=None``, start the fit on growing

@@ -259,6 +259,23 @@ def test_fit_with_batch_size_runs_epochs(planted_large):
     np.testing.assert_array_equal(reg.predict(Xt), again.predict(Xt))
 
 
+def test_small_minibatches_keep_the_budget():
+    # A minibatch step leaves the units inactive on all of its rows (the
+    # penalty's Newton step set their weights to zero), and full-batch
+    # iterations after the epochs refill budget freed on all the rows: before
+    # both, these minibatches ended with 16 of 24 weights, test R^2 0.911.
+    from sklearn.datasets import make_friedman1
+
+    X, y = make_friedman1(n_samples=800, n_features=5, noise=0.1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = SparseMLPRegressor(24, hidden_layer_sizes=(20,), batch_size=64, max_iter=10,
+                                 random_state=0).fit(X[:600], y[:600])
+    assert reg.n_nonzero_ >= 21
+    assert reg.n_iter_ > 10  # the epochs, then the full-batch iterations
+    assert reg.score(X[600:], y[600:]) > 0.93
+
+
 def test_sequential_loss_decreases_and_stops_by_rule():
     # Exact sequential gates: every iterate is a ReLU network and a step is
     # taken only when that network's loss decreases; the fit ends by a rule.

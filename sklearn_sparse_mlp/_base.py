@@ -626,8 +626,8 @@ class BaseSparseMLP(BaseEstimator):
             for start in range(0, n, batch):
                 rows = slice(start, min(n, start + batch))
                 blocks = RowBlocks(X[rows], self.fit_intercept, Y[rows], _rows(sw, rows))
-                prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total,
-                               minibatch=blocks.n < n)
+                # The rows of a call are a part of the data, as a minibatch.
+                prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total, minibatch=True)
                 if b0 is None:
                     b0 = loss.start(blocks.target_mean())
                 point, _ = partial_step(prob, layer, b0, ctl)

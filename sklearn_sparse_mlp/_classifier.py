@@ -134,19 +134,18 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
     batch_size : int or None, default=None
         None: every iteration uses all the data (full-batch IHT).  An int:
         ``fit`` runs epochs of stochastic IHT steps on shuffled minibatches
-        of this many rows (one step per minibatch, the step size carried from
-        one to the next), then full-batch iterations on all the data from the
-        epochs' network (their stopping rules, then the polish), which refill
-        the budget freed by units that turn out dead or of one pattern on all
-        the rows; ``n_iter_`` counts the epochs and those iterations.  A
-        minibatch step leaves the weights of the units inactive on all of its
-        rows.  ``partial_fit`` steps through the rows it is given in
-        minibatches of this size, in order.  Unlike MLPClassifier's SGD, small
-        minibatches are not a speed-up: each step refits the support on its
-        minibatch (make_friedman1, 2000 rows, 110 weights: ``batch_size=64``
-        fits in 48 s to a test R^2 of 0.984, 400 in 9 s to 0.984, the full
-        batch in 1.2 s to 0.988).  Use them for data too large for
-        full-batch iterations.
+        of this many rows, then continues from their network with full-batch
+        iterations on all the data (stopping rules, polish), which refill
+        the budget of units found dead or merged there (``n_iter_`` counts
+        both); with several classes and the shared coupling, the epochs
+        only start the fused stage, as with full batches.  A minibatch step
+        keeps the weights of units inactive on all of its rows.
+        ``partial_fit`` steps through the rows it is given in minibatches
+        of this size, in order.  Small minibatches are no speed-up, unlike
+        MLPClassifier's SGD: each step refits the support on its rows
+        (digits, 1347 training rows, 750 weights: ``batch_size=64`` in 27 s,
+        256 in 12 s, the full batch in 2.6 s, test accuracy 0.978, 0.971
+        and 0.978).  They are for data too large for full-batch iterations.
 
     progressive : bool, default=True
         With many rows and ``batch_size=None``, start the fit on growing

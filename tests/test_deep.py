@@ -100,3 +100,37 @@ def test_deep_limits_are_errors():
     reg.set_params(hidden_layer_sizes=(6,)).fit(X, y)
     assert hasattr(reg, "fused_coef_") and not hasattr(reg, "n_layers_")
     np.testing.assert_allclose(reg.predict(X), _forward(X, reg.coefs_, reg.intercepts_).ravel(), atol=1e-10)
+
+
+def test_balanced_units_are_the_same_network():
+    from sklearn_sparse_mlp._base import _balance_units
+
+    rng = np.random.RandomState(0)
+    coefs = [rng.randn(5, 4) * [0.01, 1.0, 30.0, 0.0], rng.randn(4, 3), rng.randn(3, 2)]
+    intercepts = [rng.randn(4), rng.randn(3), rng.randn(2)]
+    X = rng.randn(50, 5)
+    before = _forward(X, coefs, intercepts)
+    _balance_units(coefs, intercepts)
+    np.testing.assert_allclose(_forward(X, coefs, intercepts), before, rtol=1e-12, atol=1e-12)
+    # The last hidden layer's units (balanced last): incoming and outgoing
+    # norms equal.
+    n_in = np.sqrt(np.sum(coefs[1] ** 2, axis=0) + intercepts[1] ** 2)
+    np.testing.assert_allclose(n_in, np.sqrt(np.sum(coefs[2] ** 2, axis=1)))
+
+
+def test_second_stage_sees_features_of_unit_spread():
+    # The first stage's balance between its layers is arbitrary: on this fold
+    # it left features of spread 0.006 to 0.14, and the second stage, at the
+    # alpha its choice starts from, ended empty (R^2 0 on the held-out rows).
+    from sklearn.datasets import make_friedman3
+    from sklearn.model_selection import KFold
+
+    X, y = make_friedman3(n_samples=2000, random_state=0)
+    train, test = next(iter(KFold(3, shuffle=True, random_state=0).split(X)))
+    scaler = StandardScaler().fit(X[train])
+    reg = SparseMLPRegressor(50, hidden_layer_sizes=(100, 100), random_state=0)
+    reg.fit(scaler.transform(X[train]), y[train])
+    assert reg.n_nonzero_ == 50
+    assert reg.score(scaler.transform(X[test]), y[test]) > 0.95
+    np.testing.assert_allclose(_forward(scaler.transform(X[test]), reg.coefs_, reg.intercepts_),
+                               reg.predict(scaler.transform(X[test])).reshape(-1, 1), rtol=1e-10, atol=1e-10)

@@ -108,14 +108,15 @@ def test_joint_phase_improves_a_planted_two_layer_fit_and_moves_budget():
     X, y = make_planted_mlp(3000, 20, (20, 20), 30, random_state=0)
     Xt, yt, X, y = X[2000:], y[2000:], X[:2000], y[:2000]
     # alpha fixed at 1.0: a penalised fit that the stages leave short of the
-    # planted network (41 dB), so that the joint phase has room to show
-    # (with alpha="auto" the stages alone reach 114 dB here).
+    # planted network (37 dB), so that the joint phase has room to show.
     fits = {j: SparseMLPRegressor(30, hidden_layer_sizes=(20, 20), joint_max_iter=j, alpha=1.0,
                                   random_state=0).fit(X, y)
             for j in (0, 20)}
     layered, joint = fits[0], fits[20]
     assert layered.n_joint_iter_ == 0 and 0 < joint.n_joint_iter_ <= 20
-    assert joint.loss_ < layered.loss_
+    # (loss_ is each fit's own objective: the last stage's, or the joint
+    # phase's penalty over all layers; the training error compares them.)
+    assert np.mean((joint.predict(X) - y) ** 2) < np.mean((layered.predict(X) - y) ** 2)
     assert psnr_score(yt, joint.predict(Xt)) > psnr_score(yt, layered.predict(Xt)) + 3
 
     def per_layer(reg):

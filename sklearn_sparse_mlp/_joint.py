@@ -46,6 +46,9 @@ class DeepObjective:
         self.X = X.tocsr() if sp.issparse(X) else X
         self.Y = np.asarray(Y, dtype=np.float64)
         sw = np.ones(X.shape[0]) if sw is None else np.asarray(sw, dtype=np.float64)
+        # The normalised weight of one sample is 1 / n_units (a weighted row
+        # counts as that many repeated rows).
+        self.n_units = float(sw.sum())
         self.sw = sw / sw.sum()
         self.loss = loss
         self.l2 = float(l2)
@@ -306,3 +309,165 @@ def joint_iht(obj, coefs, intercepts, n_keep, *, fit_intercept=True, max_iter=20
     coefs, intercepts, kept_first = best.compact()
     return dict(coefs=coefs, intercepts=intercepts, kept_first=kept_first, loss=float(best_L), loss_curve=curve, n_iter=n_iter,
                 validation_curve=val_curve, n_nonzero=best.n_nonzero(), best_validation_loss=best_val)
+
+
+# Approximate leave-one-out scores of a deep network are computed where the
+# support's Gauss-Newton matrix (P x P, formed over all rows and outputs) is
+# affordable: the joint phase scores every iterate (about 0.5 s at this cost).
+# With more rows per weight the penalty barely matters.
+ALO_MAX_COST = 2e9
+ALO_MAX_PARAMS = 4000
+
+
+def _jacobians(X, coefs, intercepts, masks):
+    """Outputs ``F`` (c x k) of the rows ``X`` and the Jacobian ``J`` (c x k x
+    P) of every output with respect to the ``P`` parameters of ``masks``
+    (``coefs + intercepts`` order, each array's entries in C order), at the
+    rows' activation patterns."""
+    n_layers = len(coefs)
+    A = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+    acts, on = [A], []
+    for W, b in zip(coefs[:-1], intercepts[:-1]):
+        Z = acts[-1] @ W + b
+        on.append(Z > 0)
+        acts.append(np.where(on[-1], Z, 0.0))
+    F = acts[-1] @ coefs[-1] + intercepts[-1]
+    c, k = F.shape
+    # D[l]: (c x k x m_l) derivatives of the outputs with respect to layer
+    # l's pre-activations (the output layer's is the identity).
+    D = [None] * n_layers
+    D[-1] = np.broadcast_to(np.eye(k), (c, k, k))
+    for layer in range(n_layers - 2, -1, -1):
+        D[layer] = (D[layer + 1] @ coefs[layer + 1].T) * on[layer][:, None, :]
+    blocks = []
+    for layer in range(n_layers):
+        a, j = np.nonzero(masks[layer])
+        blocks.append(acts[layer][:, None, a] * D[layer][:, :, j])
+    for layer in range(n_layers):
+        blocks.append(D[layer][:, :, np.flatnonzero(masks[n_layers + layer])])
+    return F, np.concatenate(blocks, axis=2)
+
+
+def _loss_curvature(loss, F):
+    """Per-row Hessians (c x k x k) of the loss with respect to the outputs."""
+    from ._losses import LOGISTIC, SOFTMAX
+
+    c, k = F.shape
+    if loss.kind == SOFTMAX:
+        p = loss.link(F)
+        return p[:, :, None] * np.eye(k) - p[:, :, None] * p[:, None, :]
+    v = np.ones((c, k))
+    if loss.kind == LOGISTIC:
+        p = loss.link(F)
+        v = p * (1.0 - p)
+    return v[:, :, None] * np.eye(k)
+
+
+def alo_losses(obj, net, l2_grid, refit=True):
+    """Approximate leave-one-out losses of the network's penalised refit on
+    its support, for each L2 strength of ``l2_grid`` (``obj.l2``'s scaling).
+
+    As the one-layer ``FusedLayer.alo``: at the current activation patterns
+    the outputs are linearised in the support's parameters (``J``) and the
+    loss replaced by its quadratic model; the penalised Newton step of that
+    model (weights penalised, biases not, as ``DeepObjective``) gives the
+    refit ``eta``, and each row's leave-one-out outputs follow from the
+    one-step formula of Rad & Maleki (2020),
+    ``eta_i + K_i (I - H_i K_i)^{-1} g_i`` with ``K_i = u J_i M^{-1} J_i^T``
+    (``M`` the penalised Gauss-Newton matrix, ``u`` the normalised weight of
+    one sample, ``H_i`` and ``g_i`` the loss's curvature and gradient at
+    ``eta_i``); exact (PRESS) for the squared loss of a linear model.
+    With ``refit=False`` the network is scored as it is (``eta`` its
+    outputs: no step), as a network of the joint phase, refitted on its
+    support, is.
+    Returns the losses (len(l2_grid)) of those outputs, or None when the
+    support is empty or the matrix too costly to form.
+    """
+    masks = net.support()
+    n_layers = len(net.coefs)
+    params = net.params
+    P = int(sum(np.count_nonzero(m) for m in masks))
+    X, Y, sw = obj.X, obj.Y, obj.sw
+    n, k = Y.shape
+    if P == 0 or P > ALO_MAX_PARAMS or n * k * P * P > ALO_MAX_COST:
+        return None
+    theta = _flatten(params, masks)
+    pen = np.concatenate([np.full(int(np.count_nonzero(m)), 1.0 if i < n_layers else 0.0)
+                          for i, m in enumerate(masks)])
+    chunk = max(1, _CHUNK_VALUES // max(1, k * P))
+    rows = [slice(start, min(n, start + chunk)) for start in range(0, n, chunk)]
+    G = np.zeros((P, P))
+    grad = np.zeros(P)
+    for r in rows:
+        F, J = _jacobians(X[r], net.coefs, net.intercepts, masks)
+        H = _loss_curvature(obj.loss, F)
+        g = obj.loss.gradient(F, Y[r], np.ones(F.shape[0]))
+        w = sw[r]
+        HJ = H @ J  # c x k x P
+        G += np.einsum("iop,ioq->pq", J * w[:, None, None], HJ, optimize=True)
+        grad += np.einsum("iop,io->p", J, g * w[:, None], optimize=True)
+    G = 0.5 * (G + G.T)
+    # Biases are not penalised: they are eliminated (Schur complement) and
+    # the weights' reduced matrix diagonalised once for the whole grid.
+    wi, bi = np.flatnonzero(pen > 0), np.flatnonzero(pen == 0)
+    # A pseudo-inverse: directions of no curvature (biases of units silent
+    # on every row; the common shift of softmax outputs) do not move.
+    try:
+        Bi = np.linalg.pinv(G[np.ix_(bi, bi)], rtol=1e-12, hermitian=True) if bi.size else np.zeros((0, 0))
+        T = G[np.ix_(wi, bi)] @ Bi  # Gwb B^-1
+        e, Q = np.linalg.eigh(G[np.ix_(wi, wi)] - T @ G[np.ix_(bi, wi)])
+    except np.linalg.LinAlgError:
+        return None
+    e = np.maximum(e, 0.0)
+    l2 = np.asarray(l2_grid, dtype=np.float64)
+    # The Newton step of each l2: delta = -(G + l2 D)^-1 (grad + l2 D theta).
+    rw0, rb = grad[wi] - T @ grad[bi], grad[bi]
+    deltas = np.zeros((l2.size, P))
+    for a, lam in enumerate(l2 if refit else []):
+        rw = rw0 + lam * theta[wi]
+        dw = -Q @ ((Q.T @ rw) / (e + lam))
+        deltas[a, wi] = dw
+        if bi.size:
+            deltas[a, bi] = -Bi @ (rb + G[np.ix_(bi, wi)] @ dw)
+    invd = 1.0 / (e[None, :] + l2[:, None])  # n_l2 x P_w
+    u = 1.0 / obj.n_units
+    out = np.zeros(l2.size)
+    eye = np.eye(k)
+    for r in rows:
+        F, J = _jacobians(X[r], net.coefs, net.intercepts, masks)
+        H = _loss_curvature(obj.loss, F)
+        g = obj.loss.gradient(F, Y[r], np.ones(F.shape[0]))
+        Z = (J[:, :, wi] - J[:, :, bi] @ T.T) @ Q  # c x k x P_w
+        C = np.einsum("iop,pq,irq->ior", J[:, :, bi], Bi, J[:, :, bi], optimize=True)
+        Zt = Z.transpose(0, 2, 1)
+        for a in range(l2.size):
+            step = J @ deltas[a]  # c x k
+            eta = F + step
+            g_a = g + np.einsum("iop,ip->io", H, step)
+            K = u * (np.matmul(Z * invd[a], Zt) + C)  # c x k x k
+            A = eye - H @ K
+            loo = eta + np.einsum("iop,ip->io", K, np.linalg.solve(A, g_a[:, :, None])[..., 0])
+            out[a] += obj.loss.value(loo, Y[r], sw[r])
+    return out
+
+
+def alo_selection(obj, coefs, intercepts, fit_intercept, alphas):
+    """The joint phase's penalty chosen by approximate leave-one-out loss
+    (``alo_losses``) at the layer-by-layer network, and a monitor that
+    scores the networks of the joint phase at that penalty.
+
+    ``alphas`` are in MLPRegressor's scaling (``obj.l2`` times the sum of the
+    sample weights).  Returns ``(l2, monitor)``, or ``(None, None)`` when the
+    scores cannot be computed (``alo_losses``)."""
+    start = _Network(coefs, intercepts, fit_intercept)
+    grid = np.asarray(alphas, dtype=np.float64) / obj.n_units
+    scores = alo_losses(obj, start, grid)
+    if scores is None or not np.any(np.isfinite(scores)):
+        return None, None
+    l2 = float(grid[int(np.argmin(np.where(np.isfinite(scores), scores, np.inf)))])
+
+    def monitor(coefs, intercepts):
+        value = alo_losses(obj, _Network(coefs, intercepts, fit_intercept), [obj.l2], refit=False)
+        return float(value[0]) if value is not None and np.isfinite(value[0]) else np.inf
+
+    return l2, monitor

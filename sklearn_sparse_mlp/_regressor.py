@@ -391,6 +391,17 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         return self._fit_arrays(X, Y, sample_weight, SquaredLoss(), coupling=self._coupling(Y.shape[1]),
                                 path=path)
 
+    def _output_spread(self, y, sample_weight):
+        """Each output's (weighted) standard deviation, 1 for a constant one."""
+        Y = np.asarray(y, dtype=np.float64)
+        Y = Y.reshape(Y.shape[0], -1)
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if w is not None and not np.sum(w) > 0:
+            w = None
+        mean = np.average(Y, axis=0, weights=w)
+        spread = np.sqrt(np.average((Y - mean) ** 2, axis=0, weights=w))
+        return np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+
     def _deep_targets(self, y, sample_weight, last):
         """(Y, sample weights, loss, stratify) of the joint phase of a deep fit."""
         Y = np.asarray(y, dtype=np.float64)

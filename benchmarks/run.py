@@ -62,7 +62,7 @@ def main(argv=None):
             seeds = None if quick or args.phase_seeds is None else [int(x) for x in args.phase_seeds.split(",")]
             out = phase.run(m, 1 if name == "phase" else 10, None if quick else args.phase_n, args.resume, progress,
                             seeds)
-            summary[name] = (f"IHT >= IMP on {out['iht_ge_imp']}/{out['cells']} cells; IHT >= 40 dB on "
+            summary[name] = (f"IHT >= IMP - 1 dB on {out['iht_near_imp']}/{out['cells']} cells; IHT >= 40 dB on "
                              f"{out['iht_40']} cells (IMP {out['imp_40']}); s <= {phase.RECOVERY_BAND}: "
                              f"{out['band_recovered']}/{out['band_cells']} recovered")
         elif name == "tabular":

@@ -213,8 +213,9 @@ _DEEP_PARAMETERS = """    hidden_layer_sizes : tuple of int or int, default=(100
         layer's weights, the last stage's ``alpha_`` for ``alpha="auto"``.
         {joint_auto}0 keeps the layer-by-layer network.  On by
         default: it scored above the layer-by-layer network on the
-        two-layer phase diagram, on image fitting and on 8 of the 11
-        tabular sets (below it on one, diabetes; see :ref:`deep`).  Ignored
+        two-layer phase diagram, on image fitting and on the tabular sets
+        of :ref:`deep` (on diabetes the regressor keeps the layer-by-layer
+        network, see above).  Ignored
         for one hidden layer.
 """
 

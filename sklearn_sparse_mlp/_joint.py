@@ -394,7 +394,9 @@ def alo_losses(obj, net, l2_grid, refit=True):
     theta = _flatten(params, masks)
     pen = np.concatenate([np.full(int(np.count_nonzero(m)), 1.0 if i < n_layers else 0.0)
                           for i, m in enumerate(masks)])
-    chunk = max(1, _CHUNK_VALUES // max(1, k * P))
+    # Rows per chunk: a few arrays of c x k x P values each (J, its weighted
+    # and curvature products) of about 2 MiB.
+    chunk = max(1, (_CHUNK_VALUES // 4) // max(1, k * P))
     rows = [slice(start, min(n, start + chunk)) for start in range(0, n, chunk)]
     G = np.zeros((P, P))
     grad = np.zeros(P)

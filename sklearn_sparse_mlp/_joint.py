@@ -363,7 +363,7 @@ def _loss_curvature(loss, F):
     return v[:, :, None] * np.eye(k)
 
 
-def alo_losses(obj, net, l2_grid, refit=True):
+def alo_losses(obj, net, l2_grid):
     """Approximate leave-one-out losses of the network's penalised refit on
     its support, for each L2 strength of ``l2_grid`` (``obj.l2``'s scaling).
 
@@ -377,9 +377,6 @@ def alo_losses(obj, net, l2_grid, refit=True):
     (``M`` the penalised Gauss-Newton matrix, ``u`` the normalised weight of
     one sample, ``H_i`` and ``g_i`` the loss's curvature and gradient at
     ``eta_i``); exact (PRESS) for the squared loss of a linear model.
-    With ``refit=False`` the network is scored as it is (``eta`` its
-    outputs: no step), as a network of the joint phase, refitted on its
-    support, is.
     Returns the losses (len(l2_grid)) of those outputs, or None when the
     support is empty or the matrix too costly to form.
     """
@@ -425,7 +422,7 @@ def alo_losses(obj, net, l2_grid, refit=True):
     # The Newton step of each l2: delta = -(G + l2 D)^-1 (grad + l2 D theta).
     rw0, rb = grad[wi] - T @ grad[bi], grad[bi]
     deltas = np.zeros((l2.size, P))
-    for a, lam in enumerate(l2 if refit else []):
+    for a, lam in enumerate(l2):
         rw = rw0 + lam * theta[wi]
         dw = -Q @ ((Q.T @ rw) / (e + lam))
         deltas[a, wi] = dw
@@ -453,23 +450,39 @@ def alo_losses(obj, net, l2_grid, refit=True):
     return out
 
 
-def alo_selection(obj, coefs, intercepts, fit_intercept, alphas):
-    """The joint phase's penalty chosen by approximate leave-one-out loss
-    (``alo_losses``) at the layer-by-layer network, and a monitor that
-    scores the networks of the joint phase at that penalty.
-
-    ``alphas`` are in MLPRegressor's scaling (``obj.l2`` times the sum of the
-    sample weights).  Returns ``(l2, monitor)``, or ``(None, None)`` when the
-    scores cannot be computed (``alo_losses``)."""
-    start = _Network(coefs, intercepts, fit_intercept)
+def alo_penalty(obj, coefs, intercepts, fit_intercept, alphas):
+    """The L2 strength (``obj.l2``'s scaling) of least approximate
+    leave-one-out loss (``alo_losses``) at the network ``coefs,
+    intercepts``, among ``alphas`` (MLPRegressor's scaling: ``obj.l2``
+    times the sum of the sample weights); None when the scores cannot be
+    computed."""
     grid = np.asarray(alphas, dtype=np.float64) / obj.n_units
-    scores = alo_losses(obj, start, grid)
+    scores = alo_losses(obj, _Network(coefs, intercepts, fit_intercept), grid)
     if scores is None or not np.any(np.isfinite(scores)):
-        return None, None
-    l2 = float(grid[int(np.argmin(np.where(np.isfinite(scores), scores, np.inf)))])
+        return None
+    return float(grid[int(np.argmin(np.where(np.isfinite(scores), scores, np.inf)))])
 
-    def monitor(coefs, intercepts):
-        value = alo_losses(obj, _Network(coefs, intercepts, fit_intercept), [obj.l2], refit=False)
-        return float(value[0]) if value is not None and np.isfinite(value[0]) else np.inf
 
-    return l2, monitor
+def joint_pays_off(obj, coefs, intercepts, n_keep, seed, **joint_kw):
+    """Two-fold check of the joint phase: run from the network ``coefs,
+    intercepts`` on each half of the rows (``joint_iht`` with ``joint_kw``),
+    each result scored on the other half against the starting network.
+
+    Returns ``(pays_off, start_loss, joint_loss)``: the held-out losses
+    summed over both halves, and whether the joint phase's is lower.  The
+    starting network was fitted on all the rows, the held-out half
+    included, so the check leans towards it: the joint phase must beat a
+    network that has seen the rows it is scored on.
+    """
+    n = obj.X.shape[0]
+    perm = np.random.RandomState(seed).permutation(n)
+    halves = (np.sort(perm[: n // 2]), np.sort(perm[n // 2:]))
+    sw = obj.sw * obj.n_units
+    start_loss = joint_loss = 0.0
+    for fit_rows, held in (halves, halves[::-1]):
+        part = DeepObjective(obj.X[fit_rows], obj.Y[fit_rows], sw[fit_rows], obj.loss, obj.l2)
+        res = joint_iht(part, coefs, intercepts, n_keep, **joint_kw)
+        scorer = DeepObjective(obj.X[held], obj.Y[held], sw[held], obj.loss, 0.0)
+        start_loss += scorer.value(coefs, intercepts)
+        joint_loss += scorer.value(res["coefs"], res["intercepts"])
+    return joint_loss < start_loss, start_loss, joint_loss

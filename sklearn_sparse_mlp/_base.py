@@ -225,7 +225,6 @@ def with_deep_parameters(doc, mlp):
     (``mlp``: the scikit-learn MLP whose penalty the joint phase uses)."""
     joint_auto = ".\n        " + _JOINT_AUTO if mlp == "MLPRegressor" else \
         ', the last stage\'s ``alpha_`` for ``alpha="auto"``.  '
-
     return doc.replace("    {deep_parameters}\n",
                        _DEEP_PARAMETERS.replace("{mlp}", mlp).replace("{joint_auto}", joint_auto))
 
@@ -796,7 +795,7 @@ class BaseSparseMLP(BaseEstimator):
                 # outputs, the first stage of a (10, 10) network with 50
                 # weights kept 30 on 2 units, and the planted network of
                 # benchmarks/phase.py --outputs 10 --layers 2, m=10 s=100, was
-                # fitted to 39.0 dB; 43.2 dB with this).  The stage's fit has
+                # fitted to 39.0 dB; 41.8 dB with this).  The stage's fit has
                 # room for them on up to min(m, s) units; its hidden layer then
                 # keeps its s entries of largest fused magnitude.
                 s_fit = s + k_out * min(m, s)

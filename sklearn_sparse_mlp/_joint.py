@@ -313,8 +313,8 @@ def joint_iht(obj, coefs, intercepts, n_keep, *, fit_intercept=True, max_iter=20
 
 # Approximate leave-one-out scores of a deep network are computed where the
 # support's Gauss-Newton matrix (P x P, formed over all rows and outputs) is
-# affordable: the joint phase scores every iterate (about 0.5 s at this cost).
-# With more rows per weight the penalty barely matters.
+# affordable (about 0.5 s at this cost, once per joint phase); with more rows
+# per weight the penalty barely matters.
 ALO_MAX_COST = 2e9
 ALO_MAX_PARAMS = 4000
 

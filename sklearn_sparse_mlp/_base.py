@@ -195,7 +195,8 @@ _DEEP_PARAMETERS = """    hidden_layer_sizes : tuple of int or int, default=(100
         proportion to each layer's counted size, or by the given positive
         shares (one per hidden layer).  With several outputs, the output
         weights that an intermediate stage fits (and drops with it) do not
-        take its hidden layer's share.  The joint phase may then move budget
+        take its hidden layer's share (unless that share is below twice the
+        number of outputs).  The joint phase may then move budget
         between the layers.  Ignored for one hidden layer.
 
     joint_max_iter : int, default=20

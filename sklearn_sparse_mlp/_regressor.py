@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 
-from ._base import BaseSparseMLP, with_deep_parameters
+from ._base import BaseSparseMLP, _feature_spread, with_deep_parameters
 from ._dask import RegressionTargets, is_dask_collection, predict_blockwise
 from ._export import mlp_regressor
 from ._losses import SquaredLoss
@@ -394,13 +394,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     def _output_spread(self, y, sample_weight):
         """Each output's (weighted) standard deviation, 1 for a constant one."""
         Y = np.asarray(y, dtype=np.float64)
-        Y = Y.reshape(Y.shape[0], -1)
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        if w is not None and not np.sum(w) > 0:
-            w = None
-        mean = np.average(Y, axis=0, weights=w)
-        spread = np.sqrt(np.average((Y - mean) ** 2, axis=0, weights=w))
-        return np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+        return _feature_spread(Y.reshape(Y.shape[0], -1), sample_weight)
 
     def _deep_targets(self, y, sample_weight, last):
         """(Y, sample weights, loss, stratify) of the joint phase of a deep fit."""

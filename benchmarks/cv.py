@@ -48,10 +48,12 @@ def run_set(name, n_budgets, n_folds):
     X = StandardScaler().fit_transform(X)
     classify = name not in ("diabetes", "friedman1")
     k = 1 if not classify or len(np.unique(y)) == 2 else len(np.unique(y))
-    grid = budget_grid(None, n_budgets, WIDTH * (X.shape[1] + 1) * k).tolist()
+    single = (SparseMLPClassifier if classify else SparseMLPRegressor)(random_state=0)
+    # The CV estimators' default grid: fractions of the network's counted size
+    # (the shared coupling's for several classes).
+    grid = budget_grid(None, n_budgets, single._network_size(X.shape[1], k)).tolist()
     folds = (StratifiedKFold if classify else KFold)(n_folds, shuffle=True, random_state=0)
     splits = list(folds.split(X, y))
-    single = (SparseMLPClassifier if classify else SparseMLPRegressor)(random_state=0)
     cv_cls = SparseMLPClassifierCV if classify else SparseMLPRegressorCV
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -91,7 +93,7 @@ def main(argv=None):
     command = "python benchmarks/cv.py" + (" --quick" if args.quick else "")
     lines = header("Budget selection: SparseMLP*CV against GridSearchCV", command, mode)
     lines += [
-        f"Same grid ({n_budgets} budgets from 0.5% to 20% of the fused network, width {WIDTH}), same "
+        f"Same grid ({n_budgets} budgets from 0.5% to 20% of the network's counted size, width {WIDTH}), same "
         f"{n_folds} shuffled folds (stratified for classifiers), features standardised once; default "
         "parameters, random_state=0.  Times include the final refit on all data.", "",
         "| data | n x d | GridSearchCV (s) | SparseMLP*CV (s) | speed-up | chosen budget (grid / CV / BIC) "

@@ -83,6 +83,9 @@ class IHTResult:
     select_seconds: float = 0.0  # alpha="auto": the time of the choice
 
 
+POLISH_TOL = 1e-10
+
+
 @dataclass
 class Control:
     """What persists from one step to the next (and across ``partial_fit``)."""
@@ -96,6 +99,9 @@ class Control:
     # Gauss-Newton steps within an iteration stop when one lowers the loss by
     # less than this fraction (the estimator's tol).
     refine_tol: float = 1e-4
+    # The final polish's Gauss-Newton steps stop when one gains less than
+    # this fraction of the loss (POLISH_TOL; looser along a budget path).
+    polish_tol: float = POLISH_TOL
     system: object = None  # the SupportSystem of the current support (exact gates)
     fill_failed: object = None  # (support, budget) where refilling failed
     settled: bool = False  # the last step kept its support
@@ -1175,8 +1181,8 @@ def polish(prob, point, ctl, best=None):
     layer = point.layer
     if _exact(ctl, layer):
         # Each Gauss-Newton step re-syncs the gates (a full pass over the
-        # rows): stop when a step gains less than 1e-10 of the loss.
-        point = gauss_newton(prob, point, n_steps, tol=1e-10)
+        # rows): stop when a step gains less than ctl.polish_tol of the loss.
+        point = gauss_newton(prob, point, n_steps, tol=ctl.polish_tol)
         return point if best is None or not lower(best.L, point.L) else best
     if not (ctl.sequential and layer.kind == "fused"):
         return layer.refine(prob, point, max(n_steps, 1), tol=1e-12)

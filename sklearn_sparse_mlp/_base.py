@@ -84,13 +84,26 @@ SHARED_START_ITER = 10
 # a looser tolerance: the tol rule at PATH_TOL_FACTOR x tol, at most
 # PATH_REFINE_STEPS Gauss-Newton steps per iteration, a final polish whose
 # steps stop below PATH_POLISH_TOL of the loss (1e-10 alone).  The path ranks
-# budgets; the chosen one is refitted alone.  Measured on friedman1 (2000
-# rows, 5 folds of 6 budgets from 6 to 220 weights): a fold's path took 2.2 s
-# with the standalone rules (six standalone fits 2.7 s) and about 0.9 s with
-# these, the mean fold scores within 0.006 of GridSearchCV's.
+# budgets; the chosen one is refitted alone.  Measured on one fold of
+# make_friedman1 (1600 rows, 6 budgets from 6 to 220 weights): the path took
+# 2.2 s with the standalone rules (the six standalone fits 2.7 s), 0.8 s with
+# these, the mean fold scores within 0.006 of GridSearchCV's.  With the shared
+# coupling (several classes or outputs) every budget starts from an empty
+# network, as a standalone fit, under the same rules: continued from the
+# previous budget's fused network the path was no faster than the standalone
+# fits (digits, one fold of 8 budgets: 24.5 s against 24.3 s), started afresh
+# it took 7.8 s with scores as good; continued from the previous factored
+# network it took 2.1 s but stalled at 0.942 accuracy from 182 weights on
+# (0.97-0.98 otherwise).
 PATH_TOL_FACTOR = 10.0
 PATH_REFINE_STEPS = 1
 PATH_POLISH_TOL = 1e-6
+# A classifier's path does not choose alpha="auto" on a network whose log
+# loss is below this (one that separates its training rows): there the rows'
+# curvature weights p (1 - p) vanish and the one-step leave-one-out
+# approximation is misled (breast_cancer, a fold's path at 26 weights: the
+# second choice, at a loss of 0.0015, gave alpha=1e4 and accuracy 0.63).
+PATH_ALO_MIN_LOSS = 0.01
 
 
 def _start_stage(stop):
@@ -517,18 +530,14 @@ class BaseSparseMLP(BaseEstimator):
         prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total, alpha)
         if b0 is None:
             b0 = loss.start(blocks.target_mean())
-        fused = None
         for i, budget in enumerate(budgets):
             if i:
                 t_start = time.perf_counter()
-                p, q, s, layer, b0, ctl = self._setup(d, k, coupling, True, budget)
-                if fused is not None:
-                    # Shared coupling: the bilinear fit can grow existing units
-                    # only (a unit with u = v = 0 has a zero gradient), so the
-                    # path continues from the previous *fused* network, which
-                    # the new budget may extend by new units.
-                    layer, b0, ctl = fused
-                    ctl.s = s
+                # With the shared coupling every budget starts from an empty
+                # network (see PATH_TOL_FACTOR).
+                p, q, s, layer, b0, ctl = self._setup(d, k, coupling, coupling != "shared", budget)
+                if b0 is None:
+                    b0 = loss.start(blocks.target_mean())
                 # The step size is normalised afresh for the new budget: the
                 # last accepted step of the smaller network is no guide (it
                 # can be many times too long, and every trial is then halved).
@@ -539,20 +548,20 @@ class BaseSparseMLP(BaseEstimator):
                 stop = dataclasses.replace(stop, tol=PATH_TOL_FACTOR * self.tol)
                 ctl.n_refine = min(ctl.n_refine, PATH_REFINE_STEPS)
                 ctl.polish_tol = PATH_POLISH_TOL
-            # alpha="auto" is chosen by every fit of a path, each started at
-            # the previous budget's alpha_ (the first at 1.0); a warm start
-            # continues the previous fit at its alpha_.  With the shared
-            # coupling every budget starts at 1.0: its alpha is chosen on the
-            # fused network that starts it, fitted at the starting alpha, and
-            # from the previous choice the choices drifted to the grid's
-            # smallest (wine: 1e-4 from 14 weights on, 1 s a budget at 201 and
-            # 340 weights against 0.3 s for standalone fits).
+            # alpha="auto" is chosen by every fit of a path.  A regression
+            # path starts each budget at the previous budget's alpha_; a
+            # classifier's starts at 1.0, as a standalone fit (from the tiny
+            # penalty of a network that fits its training rows exactly, the
+            # logistic leave-one-out approximation was misled: breast_cancer,
+            # budget 75 after 1.8e-4 at 44, alpha 1e4 and accuracy 0.68), and
+            # so does the shared coupling, which starts every budget afresh.
+            # A warm start continues the previous fit at its alpha_.
             choose = self.alpha == "auto" and (i > 0 or not self._reused)
             if i:
-                start = self.alpha_ if coupling != "shared" else 1.0
+                start = self.alpha_ if coupling != "shared" and loss.is_quadratic else 1.0
                 prob = prob.with_alpha(start if self.alpha == "auto" else float(self.alpha))
-            fused = self._solve(X, Y, sw, prob, layer, b0, ctl, stop, monitor, loss, coupling, s, t_start,
-                                choose)
+            self._solve(X, Y, sw, prob, layer, b0, ctl, stop, monitor, loss, coupling, s, t_start, choose,
+                        PATH_ALO_MIN_LOSS if i and not loss.is_quadratic else 0.0)
             if path is not None:
                 path[1](i)
         return self
@@ -565,17 +574,15 @@ class BaseSparseMLP(BaseEstimator):
             return float(self.alpha)
         return float(getattr(self, "alpha_", 1.0)) if getattr(self, "_reused", False) else 1.0
 
-    def _solve(self, X, Y, sw, prob, layer, b0, ctl, stop, monitor, loss, coupling, s, t_start, choose=False):
-        """Run the solver from ``layer`` and set the fitted attributes.
-
-        Returns the fused stage's ``(layer, intercept, control)`` with shared
-        coupling (None otherwise): where a path continues from."""
+    def _solve(self, X, Y, sw, prob, layer, b0, ctl, stop, monitor, loss, coupling, s, t_start, choose=False,
+               alo_min_loss=0.0):
+        """Run the solver from ``layer`` and set the fitted attributes
+        (``choose``: alpha="auto" is chosen, not below ``alo_min_loss``)."""
         n, q = prob.blocks.n, layer.q
         alpha = prob.alpha
-        select = AlphaSelection(alpha) if choose else None
+        select = AlphaSelection(alpha, min_loss=alo_min_loss) if choose else None
         t_solver = time.perf_counter()
         polish_s = 0.0
-        fused_state = None
         with thread_limits(self.n_jobs):
             if layer.kind == "fused":
                 if self.batch_size is None or self.batch_size >= n:
@@ -614,7 +621,6 @@ class BaseSparseMLP(BaseEstimator):
                     start = factor_fused(result.layer, s, ctl.sequential,
                                          Gates(self._seed, q, self.fit_intercept, self.gate_n_features))
                     fused = result
-                    fused_state = (fused.layer, fused.intercept, ctl)
                     ctl = self._control = Control(s, ctl.n_refine, ctl.sequential, self.gate_update_period,
                                                   refine_tol=self.tol, polish_tol=ctl.polish_tol)
                     if monitor is not None:
@@ -646,7 +652,6 @@ class BaseSparseMLP(BaseEstimator):
             )
         self.n_iter_ = int(result.n_iter)
         self.loss_curve_ = list(result.loss_curve)
-        return fused_state
 
     def _fit_dask(self, X, y, sample_weight, targets_for):
         """fit on dask collections (see ``_dask``): the row blocks live with

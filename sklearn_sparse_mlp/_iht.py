@@ -951,13 +951,15 @@ class AlphaSelection:
     choice is made again when a stopping rule next ends the fit (at most
     ``ALPHA_CHOICES`` choices); the fit goes on while it changes alpha.  Skipped (``alpha`` kept) when the support's solve
     would cost more than ``max_cost``: with that many rows per weight the
-    penalty barely matters.
+    penalty barely matters; and when the loss is below ``min_loss`` (a
+    classifier's path sets it: see ``PATH_ALO_MIN_LOSS``).
     """
 
     def __init__(self, alpha=1.0, grid=ALPHA_GRID, warmup=None, max_cost=ALPHA_MAX_COST,
-                 max_support=ALPHA_MAX_SUPPORT):
+                 max_support=ALPHA_MAX_SUPPORT, min_loss=0.0):
         warmup = ALPHA_WARMUP if warmup is None else warmup
         self.alpha, self.grid, self.warmup = float(alpha), np.asarray(grid, dtype=np.float64), int(warmup)
+        self.min_loss = float(min_loss)
         self.max_cost, self.max_support = float(max_cost), int(max_support)
         self.done = False
         self.n_choices = 0
@@ -973,7 +975,7 @@ class AlphaSelection:
         """The Problem to continue on, or None to continue on ``prob``."""
         self.n_choices += 1
         self.done = self.n_choices >= self.max_choices
-        if not self.affordable(prob, point.layer):
+        if not self.affordable(prob, point.layer) or point.L < self.min_loss:
             return None
         t0 = time.perf_counter()
         scores = point.layer.alo(prob, point, self.grid)

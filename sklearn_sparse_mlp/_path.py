@@ -72,9 +72,10 @@ def sparse_mlp_path(X, y, *, n_nonzero_coefs=None, n_budgets=8, estimator=None, 
 
     The budgets are fitted in increasing order on the same row blocks (the
     data and their caches are prepared once); the fit at each budget starts
-    from the network of the previous one (its support, gates, output
-    intercept and step size), and IHT then grows it to the new budget.  The
-    first budget is fitted from scratch, exactly as a standalone fit.
+    from the network of the previous one (its support, gates and output
+    intercept; a regressor's with ``alpha="auto"`` also from its
+    ``alpha_``), and IHT then grows it to the new budget.  The first budget
+    is fitted from scratch, exactly as a standalone fit.
 
     Read more in the :ref:`User Guide <budget_path>`.
 
@@ -118,7 +119,13 @@ def sparse_mlp_path(X, y, *, n_nonzero_coefs=None, n_budgets=8, estimator=None, 
     each budget from the smaller network before it instead of from an empty
     one.  The starting support is the previous network's, and the new budget
     is filled by the next thresholding steps, so the path's networks tend to
-    be nested.  Their quality is comparable (see the benchmark
+    be nested.  The path ranks budgets: after the first, each is fitted to
+    looser rules than a standalone fit (the ``tol`` rule at ten times
+    ``tol``, at most one Gauss-Newton step per iteration, a final polish to
+    ``1e-6`` of the loss instead of ``1e-10``); with several classes or
+    outputs (the shared coupling) every budget starts from an empty network
+    under these rules.  See the User Guide for the measured times and
+    scores.  Their quality is comparable (see the benchmark
     ``benchmarks/cv.py``); for the exact standalone model, fit the estimator
     at the chosen budget (what the CV estimators do in their final refit).
 

@@ -142,3 +142,21 @@ def test_classifier_cv_with_string_labels_and_scoring():
     assert set(clf.predict(X)) <= set(labels) and clf.predict_proba(X).shape == (150, 3)
     alone = SparseMLPClassifier(30, hidden_layer_sizes=(10,), random_state=0).fit(X, labels)
     np.testing.assert_array_equal(clf.predict_proba(X), alone.predict_proba(X))
+
+
+def test_classifier_path_does_not_choose_alpha_on_a_separating_network():
+    """A path continues from a network that may separate its training rows;
+    the logistic leave-one-out approximation is misled there (the curvature
+    weights vanish): on this fold the path at 26 weights chose alpha=1e4 and
+    scored 0.63 (0.96 standalone) before such networks were left out."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import StratifiedKFold
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    train, test = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))[4]
+    path = sparse_mlp_path(X[train], y[train], n_nonzero_coefs=[16, 26],
+                           estimator=SparseMLPClassifier(random_state=0))
+    later = path.estimators[1]
+    assert later.alpha_ < 10
+    assert later.score(X[test], y[test]) > 0.93

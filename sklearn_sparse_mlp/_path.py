@@ -343,10 +343,12 @@ class SparseMLPRegressorCV(_SparseMLPCVMixin, RegressorMixin, BaseSparseMLP):
 
     Notes
     -----
-    A fit along a path starts from the previous budget's network, so a fold's
-    score at a budget is not exactly that of a standalone fit there (see
-    :func:`sparse_mlp_path`); ``GridSearchCV`` over the same grid and folds
-    may therefore pick a neighbouring budget.
+    A fit along a path starts from the previous budget's network (with
+    several classes or outputs, from an empty one) and stops sooner than a
+    standalone fit, so a fold's score at a budget is not exactly that of a
+    standalone fit there (see :func:`sparse_mlp_path`); ``GridSearchCV`` over
+    the same grid and folds may therefore pick a neighbouring budget.  The
+    final model is the standalone fit at the chosen budget.
 
     Examples
     --------

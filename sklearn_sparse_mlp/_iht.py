@@ -99,8 +99,9 @@ class Control:
     # Gauss-Newton steps within an iteration stop when one lowers the loss by
     # less than this fraction (the estimator's tol).
     refine_tol: float = 1e-4
-    # The final polish's Gauss-Newton steps stop when one gains less than
-    # this fraction of the loss (POLISH_TOL; looser along a budget path).
+    # The final polish's Gauss-Newton steps (sequential fused gates) stop when
+    # one gains less than this fraction of the loss (POLISH_TOL; looser along
+    # a budget path).  Other layers' polish refines to 1e-12 as before.
     polish_tol: float = POLISH_TOL
     system: object = None  # the SupportSystem of the current support (exact gates)
     fill_failed: object = None  # (support, budget) where refilling failed

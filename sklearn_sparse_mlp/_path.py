@@ -121,10 +121,10 @@ def sparse_mlp_path(X, y, *, n_nonzero_coefs=None, n_budgets=8, estimator=None, 
     is filled by the next thresholding steps, so the path's networks tend to
     be nested.  The path ranks budgets: after the first, each is fitted to
     looser rules than a standalone fit (the ``tol`` rule at ten times
-    ``tol``, at most one Gauss-Newton step per iteration, a final polish to
-    ``1e-6`` of the loss instead of ``1e-10``); with several classes or
-    outputs (the shared coupling) every budget starts from an empty network
-    under these rules.  See the User Guide for the measured times and
+    ``tol``, at most one Gauss-Newton step per iteration, a final
+    Gauss-Newton polish of sequential gates to ``1e-6`` of the loss instead
+    of ``1e-10``); with several classes or outputs (the shared coupling)
+    every budget starts from an empty network under these rules.  See the User Guide for the measured times and
     scores.  Their quality is comparable (see the benchmark
     ``benchmarks/cv.py``); for the exact standalone model, fit the estimator
     at the chosen budget (what the CV estimators do in their final refit).

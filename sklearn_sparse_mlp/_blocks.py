@@ -716,8 +716,9 @@ def _pattern_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, R, 
     """Partial gradients of the units of a request at their patterns, per
     row block: ``P[b, l, f, a] = sum_{i in block b} x_if D_ia R[i, l]`` (the
     gradient of every first-layer entry of the units, as ``_gradient_chunk``
-    for random gates, the patterns read from the cache); with ``square``,
-    ``x_if^2`` in place of ``x_if`` (the diagonal of a weighted Gram matrix)."""
+    for random gates, the patterns read from the cache); with ``square`` = 1,
+    ``x_if^2`` in place of ``x_if`` (the diagonal of a weighted Gram matrix);
+    with ``square`` = 2 both, the squares' at ``P[b, k + l]``."""
     d = _n_features(Xs)
     m = u_slot.shape[0]
     q = P.shape[2]
@@ -725,7 +726,7 @@ def _pattern_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, R, 
     for b in prange(starts.shape[0] - 1):
         DT = np.empty((m, TILE), dtype=np.uint8)
         Znc = np.empty((TILE, Hnc.shape[1]), dtype=Hnc.dtype)
-        acc = np.zeros((k, q, m))
+        acc = np.zeros((P.shape[1], q, m))
         M = np.empty((TILE, m), dtype=Hnc.dtype)
         Gt = np.empty((d, m), dtype=Hnc.dtype)
         buf = np.empty((TILE, d), dtype=Hnc.dtype)
@@ -738,17 +739,25 @@ def _pattern_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, R, 
                     r = R[i0 + i, l]
                     for a in range(m):
                         M[i, a] = r if DT[a, i] else 0.0
-                if square:
-                    _rows_tdot_sq(Xs, i0, i1, M, Gt, buf)
-                else:
-                    _rows_tdot(Xs, i0, i1, M, Gt)
-                for f in range(d):
-                    for a in range(m):
-                        acc[l, f, a] += Gt[f, a]
+                for sq in range(2):
+                    if sq != square and square != 2:
+                        continue
+                    if sq:
+                        _rows_tdot_sq(Xs, i0, i1, M, Gt, buf)
+                    else:
+                        _rows_tdot(Xs, i0, i1, M, Gt)
+                    o = l + k if square == 2 and sq else l
+                    for f in range(d):
+                        for a in range(m):
+                            acc[o, f, a] += Gt[f, a]
                 if has_bias:
                     for i in range(nb):
                         for a in range(m):
                             acc[l, d, a] += M[i, a]
+                    if square == 2:
+                        for i in range(nb):
+                            for a in range(m):
+                                acc[l + k, d, a] += M[i, a]
         P[b] = acc
 
 
@@ -1280,11 +1289,35 @@ def _sign_scores(Xs, starts, bits, u_slot, Hnc, hbnc, nc_col, Wd, wb, Ud, ub, ki
                 wi = weight(sw, i0 + i)
                 if wi == 0.0:
                     continue
+                # A unit whose pattern does not change on the row leaves its
+                # loss as it is (the same value: f + 0 * P = f): computed
+                # once a row, not for each unit and sign.
+                for l in range(k):
+                    f[l] = F[i0 + i, l] + b0[l]
+                same = wi * row_loss(kind, f, Y[i0 + i])
+                if kind == SQUARED and k == 1:
+                    # row_loss's operations, inline.
+                    y0 = Y[i0 + i, 0]
+                    for a in range(m):
+                        z = Zu[i, a]
+                        d0 = DT[a, i]
+                        for sgn in range(2):
+                            on = 1.0 if (z >= 0 if sgn == 0 else -z >= 0) else 0.0
+                            delta = on - d0
+                            if delta == 0.0:
+                                acc[a, sgn] += same
+                            else:
+                                r = F[i0 + i, 0] + b0[0] + delta * P[i, a] - y0
+                                acc[a, sgn] += wi * (0.5 * (0.0 + r * r))
+                    continue
                 for a in range(m):
                     for sgn in range(2):
                         z = Zu[i, a] if sgn == 0 else -Zu[i, a]
                         on = 1.0 if z >= 0 else 0.0
                         delta = on - DT[a, i]
+                        if delta == 0.0:
+                            acc[a, sgn] += same
+                            continue
                         for l in range(k):
                             f[l] = F[i0 + i, l] + b0[l] + delta * P[i, a * k + l]
                         acc[a, sgn] += wi * row_loss(kind, f, Y[i0 + i])
@@ -1905,7 +1938,8 @@ class RowBlocks:
     def pattern_gradient(self, units, gates, R, square=False):
         """``G[l] = X^T (D o R[:, l])`` (k x q x m) for the units' patterns
         under ``gates`` (q x m): the gradient of all their first-layer
-        entries; with ``square``, ``(X o X)^T (D o R[:, l])``."""
+        entries; with ``square``, ``(X o X)^T (D o R[:, l])``; with
+        ``square="both"`` the pair (plain, squared) from one pass."""
         units = np.asarray(units, dtype=np.int64)
         m = units.shape[0]
         R = np.ascontiguousarray(R, dtype=np.float64)
@@ -1913,10 +1947,11 @@ class RowBlocks:
         if R.shape[0] == 1 and self.n > 1:
             R = np.ascontiguousarray(np.broadcast_to(R, (self.n, R.shape[1])))
         pat = self.patterns(units, gates)
-        P = np.empty((self.n_blocks, R.shape[1], self.q, m))
+        P = np.empty((self.n_blocks, R.shape[1] * (2 if square == "both" else 1), self.q, m))
         kernel = _pick(_pattern_gradient, _pattern_gradient_serial, self.n_blocks)
-        kernel(self.Xs, self.starts, self.has_bias, *pat, R, bool(square), P)
-        return ordered_sum(P)
+        kernel(self.Xs, self.starts, self.has_bias, *pat, R, 2 if square == "both" else int(bool(square)), P)
+        G = ordered_sum(P)
+        return (G[: R.shape[1]], G[R.shape[1]:]) if square == "both" else G
 
     def support_gradient(self, spec, R, with_v=False):
         """``(A^T R)`` on the entries of ``spec`` (s,), and ``Hid^T R`` (R x k)

@@ -511,16 +511,19 @@ class FusedLayer:
 
     def _full_diagonal(self, prob, point, quadratic):
         """The diagonal of the support's Gauss-Newton matrix on all the rows
-        (one output; two gradient-like passes over the active units)."""
+        (one output; one gradient-like pass over the active units gives the
+        plain and the squared sums)."""
         blocks = prob.blocks
         active, pos, feat, _ = decode(self.idx, self.q, self.k)
         gates = self.gates(active)
         W = blocks.sw if quadratic else prob.hessian_weights(point)
-        diag = blocks.pattern_gradient(active, gates, W, square=True)[0][feat, pos]
         if prob.fit_intercept:
-            C = blocks.pattern_gradient(active, gates, W)[0][feat, pos]
+            C, diag = blocks.pattern_gradient(active, gates, W, square="both")
+            C, diag = C[0][feat, pos], diag[0][feat, pos]
             s0 = 1.0 if quadratic else max(blocks.total(blocks.column(W, 0)), 1e-300)
             diag = diag - C * C / s0
+        else:
+            diag = blocks.pattern_gradient(active, gates, W, square=True)[0][feat, pos]
         return np.maximum(diag, 0.0) + prob.penalty
 
     def _bases(self):

@@ -872,6 +872,8 @@ def _unit_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, Ud, ub
         M = np.empty((TILE, m), dtype=Ud.dtype)
         Gt = np.empty((d, m), dtype=Ud.dtype)
         Rh = np.empty((TILE, m))
+        Hm = np.empty((TILE, m))
+        Tv = np.empty((m, k))
         for i0 in range(starts[b], starts[b + 1], TILE):
             i1 = min(starts[b + 1], i0 + TILE)
             nb = i1 - i0
@@ -882,10 +884,10 @@ def _unit_gradient(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, Ud, ub
                 for j in range(m):
                     on = DT[j, i] != 0
                     M[i, j] = Rh[i, j] if on else 0.0
-                    if on:
-                        h = np.float64(Zh[i, j])
-                        for l in range(k):
-                            accv[j, l] += h * R[i0 + i, l]
+                    Hm[i, j] = np.float64(Zh[i, j]) if on else 0.0
+            # The output gradient of the tile, (D o X U)^T R, one product.
+            np.dot(Hm[:nb].T, R[i0:i1], Tv)
+            accv += Tv
             _rows_tdot(Xs, i0, i1, M, Gt)
             for f in range(d):
                 for j in range(m):

@@ -1765,7 +1765,8 @@ class RowBlocks:
         """The output intercept minimising the loss for outputs ``F``."""
         if kind == LOGISTIC and F.shape[1] == 1:
             b = 0.0 if b0 is None else float(np.asarray(b0, dtype=np.float64).reshape(-1)[0])
-            return np.array([logistic_intercept(F, b, self.Y, self.sw, self.starts)])
+            parallel = _pick(True, False, self.n_blocks)
+            return np.array([logistic_intercept(F, b, self.Y, self.sw, self.starts, parallel)])
         return newton_intercept(kind, lambda b: self.intercept_stats(kind, F, b), F.shape[1], b0)
 
     def intercept_stats(self, kind, F, b):

@@ -222,9 +222,15 @@ def intercept_sums(kind, F, b, Y, sw, starts, L, G, H):
                     g[l] += w * (f[l] - y[l])
                     h[l, l] += w
             elif kind == LOGISTIC:
-                acc += w * row_loss(kind, f, y)
+                # row_loss and _expit with one exponential a row (both take
+                # exp(-|f|)): the same operations, the same bits.
+                racc = 0.0
                 for l in range(k):
-                    P[l] = _expit(f[l])
+                    fl = f[l]
+                    e = np.exp(-abs(fl))
+                    racc += (max(fl, 0.0) + np.log1p(e)) - y[l] * fl
+                    P[l] = 1.0 / (1.0 + e) if fl >= 0.0 else e / (1.0 + e)
+                acc += w * racc
                 # the gradient is P - Y for both classification losses
                 for l in range(k):
                     g[l] += w * (P[l] - y[l])
@@ -397,10 +403,14 @@ def newton_intercept(kind, stats, k, b0, n_steps=50):
 
 
 @njit(cache=True)
-def _logistic_stats(F, b, Y, sw, starts, L, G, H):
+def _logistic_stats(F, b, Y, sw, starts, L, G, H, parallel):
     """``stats`` of ``newton_intercept`` for one logistic output: the block
-    sums of ``intercept_sums``, summed in block order (``ordered_sum``)."""
-    intercept_sums_serial(LOGISTIC, F, b, Y, sw, starts, L, G, H)
+    sums of ``intercept_sums`` (over the blocks in parallel if ``parallel``),
+    summed in block order (``ordered_sum``)."""
+    if parallel:
+        intercept_sums(LOGISTIC, F, b, Y, sw, starts, L, G, H)
+    else:
+        intercept_sums_serial(LOGISTIC, F, b, Y, sw, starts, L, G, H)
     Ls, gs, hs = L[0], G[0, 0], H[0, 0, 0]
     for t in range(1, L.shape[0]):
         Ls += L[t]
@@ -415,11 +425,12 @@ def _clip(x, lo, hi):
 
 
 @njit(cache=True)
-def logistic_intercept(F, b0, Y, sw, starts, n_steps=50):
+def logistic_intercept(F, b0, Y, sw, starts, parallel=False, n_steps=50):
     """``newton_intercept`` for one logistic output on row blocks ``starts``,
     in one call: the same operations in the same order, so the same bits,
     without a Python round per Newton step (the intercept is re-solved at
-    every trial network of a binary classifier)."""
+    every trial network of a binary classifier).  ``parallel``: each pass
+    runs over the blocks in parallel (the same sums)."""
     nb = starts.shape[0] - 1
     L = np.empty(nb)
     G = np.empty((nb, 1))
@@ -427,7 +438,7 @@ def logistic_intercept(F, b0, Y, sw, starts, n_steps=50):
     bv = np.empty(1)
     b = _clip(b0, -_B_MAX, _B_MAX)
     bv[0] = b
-    Lc, g, h = _logistic_stats(F, bv, Y, sw, starts, L, G, H)
+    Lc, g, h = _logistic_stats(F, bv, Y, sw, starts, L, G, H, parallel)
     for _ in range(n_steps):
         if g == 0.0:
             break
@@ -442,14 +453,14 @@ def logistic_intercept(F, b0, Y, sw, starts, n_steps=50):
             if done:
                 break
             bv[0] = b
-            Lc, g, h = _logistic_stats(F, bv, Y, sw, starts, L, G, H)
+            Lc, g, h = _logistic_stats(F, bv, Y, sw, starts, L, G, H, parallel)
             continue
         accepted = False
         b_new, L_new, g_new, h_new = b, Lc, g, h
         for _ in range(8):
             b_new = _clip(b - step, -_B_MAX, _B_MAX)
             bv[0] = b_new
-            L_new, g_new, h_new = _logistic_stats(F, bv, Y, sw, starts, L, G, H)
+            L_new, g_new, h_new = _logistic_stats(F, bv, Y, sw, starts, L, G, H, parallel)
             if L_new <= Lc:
                 accepted = True
                 break

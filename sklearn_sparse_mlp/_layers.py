@@ -97,6 +97,10 @@ def _eig_solve(G, rhs, rel_floor, mode="drop"):
 # SKETCH_ROWS_PER_WEIGHT per weight of the support).
 SKETCH_MIN_ROWS = 8192
 SKETCH_ROWS_PER_WEIGHT = 16
+# A sketched matrix's diagonal entries of units active on fewer rows of the
+# sketch than this are taken from all the rows (``_rescaled``); the others
+# are estimated well enough by the sketch (a sum over at least this many rows).
+FULL_DIAGONAL_ROWS = 1024
 
 # Cholesky is used when LAPACK's estimate of the reciprocal condition number
 # (1-norm, within a factor of the size of the 2-norm one) is above this.
@@ -498,7 +502,7 @@ class FusedLayer:
         M = G - np.outer(C, C) / s0 if prob.fit_intercept else G.copy()
         M[np.diag_indices_from(M)] += prob.penalty
         if blocks is not prob.blocks:
-            M = _rescaled(M, self._full_diagonal(prob, point, quadratic))
+            M = _rescaled(M, self._full_diagonal(prob, point, quadratic, blocks, np.diag(M)))
         # The squared loss: the minimum-norm solution (the support's
         # columns can be (nearly) collinear, and the answer must not
         # depend on rounding in the null space).
@@ -509,22 +513,33 @@ class FusedLayer:
         system.updated = updated
         return system
 
-    def _full_diagonal(self, prob, point, quadratic):
+    def _full_diagonal(self, prob, point, quadratic, sketch, sketch_diag):
         """The diagonal of the support's Gauss-Newton matrix on all the rows
-        (one output; one gradient-like pass over the active units gives the
-        plain and the squared sums)."""
+        (one output) for the entries of units active on fewer than
+        ``FULL_DIAGONAL_ROWS`` rows of the ``sketch`` (one gradient-like pass
+        over those units gives the plain and the squared sums); the others
+        keep the sketch's ``sketch_diag``, an estimate from at least that
+        many rows (n=1e6: all the rows' diagonal took a quarter of a fit)."""
         blocks = prob.blocks
         active, pos, feat, _ = decode(self.idx, self.q, self.k)
         gates = self.gates(active)
+        _, counts = sketch.pattern_keys(active, gates)
+        few = np.flatnonzero(counts < FULL_DIAGONAL_ROWS)
+        diag = np.array(sketch_diag, dtype=np.float64)
+        if few.size == 0:
+            return diag
+        sel = np.flatnonzero(np.isin(pos, few))
+        col = np.searchsorted(few, pos[sel])
         W = blocks.sw if quadratic else prob.hessian_weights(point)
         if prob.fit_intercept:
-            C, diag = blocks.pattern_gradient(active, gates, W, square="both")
-            C, diag = C[0][feat, pos], diag[0][feat, pos]
+            C, sq = blocks.pattern_gradient(active[few], gates[:, few], W, square="both")
+            C, sq = C[0][feat[sel], col], sq[0][feat[sel], col]
             s0 = 1.0 if quadratic else max(blocks.total(blocks.column(W, 0)), 1e-300)
-            diag = diag - C * C / s0
+            sq = sq - C * C / s0
         else:
-            diag = blocks.pattern_gradient(active, gates, W, square=True)[0][feat, pos]
-        return np.maximum(diag, 0.0) + prob.penalty
+            sq = blocks.pattern_gradient(active[few], gates[:, few], W, square=True)[0][feat[sel], col]
+        diag[sel] = np.maximum(sq, 0.0) + prob.penalty
+        return diag
 
     def _bases(self):
         _, pos, feat, out = decode(self.idx, self.q, self.k)

@@ -309,24 +309,37 @@ def test_truncated_step_drops_the_small_eigenvalues():
     assert lsys.solve(layer.step_gradient(lprob, lprob.residual(lpoint)), drop=TRUNCATED_DROP_FLOOR) is None
 
 
-def test_sketched_system_keeps_the_rows_diagonal():
-    """On many rows the system is formed on a fixed sample of them, its
-    diagonal set to all the rows' (a unit seldom active in the sample keeps
-    its scale); its step is still a descent direction."""
+def test_sketched_system_takes_the_rows_diagonal_of_units_seldom_active():
+    """On many rows the system is formed on a fixed sample of them.  The
+    diagonal entries of units active on few of the sample's rows are set to
+    all the rows' (such a unit keeps its scale); the others keep the
+    sample's, an estimate of the rows'.  Its step is still a descent
+    direction."""
     import sklearn_sparse_mlp._layers as layers
 
     rng = np.random.default_rng(6)
     layer, prob = _fused(rng, 6000, SquaredLoss())
     point = prob.evaluate(layer, None)
     full = layer.support_system(prob, point)
-    old = layers.SKETCH_MIN_ROWS
-    layers.SKETCH_MIN_ROWS = 1024
+    old = layers.SKETCH_MIN_ROWS, layers.FULL_DIAGONAL_ROWS
+    layers.SKETCH_MIN_ROWS, layers.FULL_DIAGONAL_ROWS = 1024, 512
     try:
-        assert layer.system_rows(prob) is not prob.blocks
+        sketch = layer.system_rows(prob)
+        assert sketch is not prob.blocks and sketch.n == 1024
         sketched = layer.support_system(prob, point)
     finally:
-        layers.SKETCH_MIN_ROWS = old
+        layers.SKETCH_MIN_ROWS, layers.FULL_DIAGONAL_ROWS = old
+    from sklearn_sparse_mlp._operator import decode
+
+    active, pos, _, _ = decode(layer.idx, layer.q, layer.k)
+    _, counts = sketch.pattern_keys(active, layer.gates(active))
+    few = counts[pos] < 512
+    assert few.any() and not few.all()
     M_full, M_sk = full.blocks[0][1], sketched.blocks[0][1]
-    np.testing.assert_allclose(np.diag(M_sk), np.diag(M_full), rtol=1e-10)
+    np.testing.assert_allclose(np.diag(M_sk)[few], np.diag(M_full)[few], rtol=1e-10)
+    G, C = sketched.raw
+    own = np.diag(G) - C * C + prob.penalty
+    np.testing.assert_array_equal(np.diag(M_sk)[~few], own[~few])
+    np.testing.assert_allclose(own[~few], np.diag(M_full)[~few], rtol=0.25)
     g = layer.step_gradient(prob, prob.residual(point))
     assert float(g @ sketched.solve(g)) < 0

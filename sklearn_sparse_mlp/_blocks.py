@@ -53,6 +53,7 @@ from ._losses import (
     loss_sums,
     loss_sums_serial,
     logistic_intercept,
+    multi_intercept,
     newton_intercept,
     ordered_sum,
     outputs_row,
@@ -1767,6 +1768,10 @@ class RowBlocks:
             b = 0.0 if b0 is None else float(np.asarray(b0, dtype=np.float64).reshape(-1)[0])
             parallel = _pick(True, False, self.n_blocks)
             return np.array([logistic_intercept(F, b, self.Y, self.sw, self.starts, parallel)])
+        if kind != SQUARED and F.shape[1] > 1:
+            b = np.zeros(F.shape[1]) if b0 is None else np.asarray(b0, dtype=np.float64).reshape(-1)
+            return multi_intercept(kind, np.ascontiguousarray(F, dtype=np.float64), np.ascontiguousarray(b),
+                                   self.Y, self.sw, self.starts, _pick(True, False, self.n_blocks))
         return newton_intercept(kind, lambda b: self.intercept_stats(kind, F, b), F.shape[1], b0)
 
     def intercept_stats(self, kind, F, b):

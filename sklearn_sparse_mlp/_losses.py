@@ -363,20 +363,11 @@ def newton_intercept(kind, stats, k, b0, n_steps=50):
         if not np.any(g):
             break
         if k > 1:
-            # Components held at the bound by a gradient that pushes them
-            # out (separable classes) stay there: the step is the Newton
-            # step of the others (with the full Hessian the clipped step
-            # converges only linearly: 30 passes a solve instead of 5).
-            held = ((b >= _B_MAX) & (g < 0)) | ((b <= -_B_MAX) & (g > 0))
-            if held.any() and not held.all():
-                free = ~held
-                step = np.zeros(k)
-                step[free] = np.linalg.lstsq(H[np.ix_(free, free)], g[free], rcond=1e-12)[0]
-            else:
-                step = np.linalg.lstsq(H, g, rcond=1e-12)[0]
+            step = np.empty(k)
+            if not _newton_direction(b, g, H, step):
+                break  # a NaN or an infinity: no step lowers the loss
         else:
-            step = g / max(H[0, 0], 1e-300)
-        step = np.clip(step, -8.0, 8.0)
+            step = np.clip(g / max(H[0, 0], 1e-300), -8.0, 8.0)
         size = np.abs(step).max()
         if size <= 1e-6:
             b_new = np.clip(b - step, -_B_MAX, _B_MAX)
@@ -398,7 +389,196 @@ def newton_intercept(kind, stats, k, b0, n_steps=50):
             break
         b, L, g, H = b_new, L_new, g_new, H_new
     if kind == SOFTMAX:
-        b = b - b.mean()  # outputs are defined up to a common shift
+        b = _centred(b)  # outputs are defined up to a common shift
+    return b
+
+
+@njit(cache=True)
+def _newton_direction(b, g, H, step):
+    """The Newton step of ``newton_intercept`` for several outputs, clipped
+    to [-8, 8], into ``step``; False (and no step) if ``g`` or ``H`` is not
+    finite.
+
+    The pseudo-inverse of the Hessian (LAPACK's least squares, as compiled
+    for numba: the same routine for the in-process and the dask fits).
+    Components held at the bound by a gradient that pushes them out
+    (separable classes) stay there: the step is the Newton step of the
+    others (with the full Hessian the clipped step converges only linearly:
+    30 passes a solve instead of 5)."""
+    k = g.shape[0]
+    for l in range(k):
+        if not np.isfinite(g[l]):
+            return False
+        for m in range(k):
+            if not np.isfinite(H[l, m]):
+                return False
+    held = np.zeros(k, dtype=np.bool_)
+    n_held = 0
+    for l in range(k):
+        held[l] = (b[l] >= _B_MAX and g[l] < 0) or (b[l] <= -_B_MAX and g[l] > 0)
+        n_held += held[l]
+    if 0 < n_held < k:
+        free = np.flatnonzero(~held)
+        Hf = np.empty((free.size, free.size))
+        gf = np.empty(free.size)
+        for i in range(free.size):
+            gf[i] = g[free[i]]
+            for j in range(free.size):
+                Hf[i, j] = H[free[i], free[j]]
+        step[:] = 0.0
+        sf = np.linalg.lstsq(Hf, gf, rcond=1e-12)[0]
+        for i in range(free.size):
+            step[free[i]] = sf[i]
+    else:
+        step[:] = np.linalg.lstsq(np.ascontiguousarray(H), np.ascontiguousarray(g), rcond=1e-12)[0]
+    for l in range(k):
+        step[l] = _clip(step[l], -8.0, 8.0)
+    return True
+
+
+@njit(cache=True)
+def _block_sum(a, lo, n):
+    """``a[lo:lo + n].sum()`` for n <= 128 as NumPy sums it (eight
+    accumulators, sequential below eight)."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r = np.empty(8)
+    for j in range(8):
+        r[j] = a[lo + j]
+    i = 8
+    while i < n - n % 8:
+        for j in range(8):
+            r[j] += a[lo + i + j]
+        i += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True)
+def _pairwise_sum(a):
+    """``a.sum()`` as NumPy sums a contiguous float64 array: blocks of up
+    to 128 (``_block_sum``), halves (multiples of eight) summed pairwise;
+    the halving without recursion (a recursive function is not cached)."""
+    lo_s = np.empty(64, dtype=np.int64)
+    n_s = np.empty(64, dtype=np.int64)
+    left = np.empty(64)
+    state = np.zeros(64, dtype=np.int64)  # 0: left half to sum, 1: right half
+    lo_s[0], n_s[0], top = 0, a.shape[0], 1
+    while True:
+        lo, n = lo_s[top - 1], n_s[top - 1]
+        if n > 128:
+            n2 = n // 2
+            n2 -= n2 % 8
+            lo_s[top], n_s[top], state[top] = lo, n2, 0
+            top += 1
+            continue
+        val = _block_sum(a, lo, n)  # a leaf; then the nodes it completes
+        top -= 1
+        while top > 0 and state[top - 1] == 1:
+            val = left[top - 1] + val
+            top -= 1
+        if top == 0:
+            return val
+        # ``val`` is the left half of the node on top: its right half next.
+        left[top - 1] = val
+        state[top - 1] = 1
+        plo, pn = lo_s[top - 1], n_s[top - 1]
+        n2 = pn // 2
+        n2 -= n2 % 8
+        lo_s[top], n_s[top], state[top] = plo + n2, pn - n2, 0
+        top += 1
+
+
+@njit(cache=True)
+def _centred(b):
+    """``b - b.mean()``, with NumPy's bits."""
+    return b - _pairwise_sum(b) / b.shape[0]
+
+
+@njit(cache=True)
+def _multi_stats(kind, F, b, Y, sw, starts, L, G, H, parallel):
+    """``stats`` of ``newton_intercept`` for several outputs: the block sums
+    of ``intercept_sums``, summed in block order (``ordered_sum``)."""
+    if parallel:
+        intercept_sums(kind, F, b, Y, sw, starts, L, G, H)
+    else:
+        intercept_sums_serial(kind, F, b, Y, sw, starts, L, G, H)
+    Ls = L[0]
+    g = G[0].copy()
+    h = H[0].copy()
+    for t in range(1, L.shape[0]):
+        Ls += L[t]
+        g += G[t]
+        h += H[t]
+    return Ls, g, h
+
+
+@njit(cache=True)
+def _max_abs(v):
+    out = 0.0
+    for x in v:
+        out = max(out, abs(x))
+    return out
+
+
+@njit(cache=True)
+def _clipped(v):
+    out = np.empty_like(v)
+    for l in range(v.shape[0]):
+        out[l] = _clip(v[l], -_B_MAX, _B_MAX)
+    return out
+
+
+@njit(cache=True)
+def multi_intercept(kind, F, b0, Y, sw, starts, parallel=False, n_steps=50):
+    """``newton_intercept`` for several outputs (softmax, or logistic
+    outputs) on row blocks ``starts``, in one call: the same operations in
+    the same order, so the same bits, without a Python round per Newton step
+    (the intercept is re-solved at every trial network of a multiclass
+    classifier: a quarter of a digits fit went to those rounds).  ``b0``:
+    the start (k,); ``parallel``: each pass over the blocks in parallel."""
+    nb = starts.shape[0] - 1
+    k = F.shape[1]
+    L = np.empty(nb)
+    G = np.empty((nb, k))
+    H = np.empty((nb, k, k))
+    b = _clipped(b0)
+    Lc, g, h = _multi_stats(kind, F, b, Y, sw, starts, L, G, H, parallel)
+    for _ in range(n_steps):
+        if not np.any(g):
+            break
+        step = np.empty(k)
+        if not _newton_direction(b, g, h, step):
+            break
+        size = _max_abs(step)
+        if size <= 1e-6:
+            b_new = _clipped(b - step)
+            done = size <= 1e-15 * max(1.0, _max_abs(b)) or np.array_equal(b_new, b)
+            b = b_new
+            if done:
+                break
+            Lc, g, h = _multi_stats(kind, F, b, Y, sw, starts, L, G, H, parallel)
+            continue
+        accepted = False
+        b_new, L_new, g_new, h_new = b, Lc, g, h
+        for _ in range(8):
+            b_new = _clipped(b - step)
+            L_new, g_new, h_new = _multi_stats(kind, F, b_new, Y, sw, starts, L, G, H, parallel)
+            if L_new <= Lc:
+                accepted = True
+                break
+            step *= 0.25
+        if not accepted or np.array_equal(b_new, b):
+            break
+        b, Lc, g, h = b_new, L_new, g_new, h_new
+    if kind == SOFTMAX:
+        b = _centred(b)
     return b
 
 

@@ -239,6 +239,43 @@ def test_logistic_intercept_in_one_call_is_the_newton_intercept(offset):
             np.testing.assert_array_equal(blocks.intercept(LOGISTIC, F, b0), ref)
 
 
+@pytest.mark.parametrize("kind, k", [(SOFTMAX, 10), (SOFTMAX, 3), (LOGISTIC, 4)])
+def test_multi_output_intercept_in_one_call_is_the_newton_intercept(kind, k):
+    """The compiled intercept solve of several outputs takes the steps of
+    ``newton_intercept`` (damped far from the solution; outputs held at the
+    bound where a class has no rows or a label is never on) and returns its
+    bits."""
+    from sklearn_sparse_mlp._losses import newton_intercept
+
+    rng = np.random.default_rng(5)
+    n = 5000  # three row blocks
+    for offset in (0.0, 6.0, 60.0):
+        F = rng.standard_normal((n, k)) * 3 + offset * rng.standard_normal(k)
+        if kind == SOFTMAX:
+            Y = np.eye(k)[rng.integers(0, k, n)]
+            Y_held = Y.copy()
+            Y_held[:, 1] += Y_held[:, 0]
+            Y_held[:, 0] = 0.0
+        else:
+            Y = (rng.random((n, k)) < 0.3).astype(float)
+            Y_held = Y.copy()
+            Y_held[:, 0] = 0.0
+        for Yc in (Y, Y_held):
+            blocks = RowBlocks(np.zeros((n, 1)), False, Yc, rng.random(n))
+            assert blocks.n_blocks > 1
+            for b0 in (None, np.full(k, 2.5), np.linspace(-100.0, 100.0, k)):
+                ref = newton_intercept(kind, lambda b: blocks.intercept_stats(kind, F, b), k, b0)
+                got = blocks.intercept(kind, F, b0)
+                np.testing.assert_array_equal(got, ref)
+                if kind == SOFTMAX:
+                    assert abs(got.sum()) < 1e-9 * k * max(1.0, np.abs(got).max())
+    F_nan = F.copy()
+    F_nan[3, 0] = np.nan  # no step lowers a NaN loss: the start is kept
+    np.testing.assert_array_equal(RowBlocks(np.zeros((n, 1)), False, Y).intercept(kind, F_nan, np.ones(k)),
+                                  newton_intercept(kind, lambda b: RowBlocks(np.zeros((n, 1)), False, Y)
+                                                   .intercept_stats(kind, F_nan, b), k, np.ones(k)))
+
+
 def test_normal_equations_columns_and_samples():
     """``first_col`` forms the trailing columns of the normal equations alone
     (the update of a support's system), equal to those of the whole; a

@@ -284,6 +284,17 @@ def _sync_gates(prob, point):
     return type(layer)(layer.p, q, k, layer.idx, layer.val, gates, signs)
 
 
+def _to_sync(prob, layer, b0):
+    """The Point of ``layer`` before its gate update (``sync_point``).  Its
+    outputs are needed there only for the signs of entering units
+    (``_sync_gates`` evaluates it then), and its loss not at all: it is left
+    unevaluated when the intercept does not depend on the start ``b0``
+    (squared loss, or no intercept), so the synced Point is the same."""
+    if prob.loss.is_quadratic or not prob.fit_intercept:
+        return Point(layer, b0, None, np.nan)
+    return prob.evaluate(layer, b0)
+
+
 def _decode(layer):
     from ._operator import decode
 
@@ -444,11 +455,12 @@ def iht_step(prob, point, ctl):
             n_same += 1
             if gs_small or n_same > 8:
                 break
-        cand = prob.evaluate(trial, point.b)
         if exact:
             # Sequential gates, updated at every step: a trial is judged as
             # the ReLU network it becomes once its gates follow its weights.
-            cand = sync_point(prob, cand)
+            cand = sync_point(prob, _to_sync(prob, trial, point.b))
+        else:
+            cand = prob.evaluate(trial, point.b)
         if lower(cand.L, point.L):
             new, accepted = cand, True
             break
@@ -520,7 +532,7 @@ def _fill(prob, point, ctl, keys, g, w, s):
         v_all = np.where(is_new, -mu * g[both], w[both])
         if prob.fit_intercept:
             k_all, v_all = _with_biases(prob, layer, k_all, v_all, s)
-        cand = sync_point(prob, prob.evaluate(layer.from_entries(k_all, v_all), point.b))
+        cand = sync_point(prob, _to_sync(prob, layer.from_entries(k_all, v_all), point.b))
         # Two Gauss-Newton steps tell a useful refill from a useless one; the
         # iterations that follow refit it further.
         cand = gauss_newton(prob, cand, min(ctl.n_refine, 2), ctl=ctl)

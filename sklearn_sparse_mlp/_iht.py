@@ -248,8 +248,8 @@ def _sync_gates(prob, point):
     The sign ``a_j`` is fixed when the unit turns active: of the two
     orientations, the one whose ReLU unit ``a_j relu(x . a_j w_j)`` fits the
     residual of the other units better (a unit fitted under a random gate
-    knows the sign of its slope, not which half-space it should cover).
-    Units that leave the support return to their random gate and lose their
+    knows the sign of its slope, not which half-space it should cover);
+    judged on ``Problem.sample`` when there is one.  Units that leave the support return to their random gate and lose their
     sign.  Returns the new layer (``_merge_duplicates`` then merges units with
     one activation pattern).
     """
@@ -274,10 +274,14 @@ def _sync_gates(prob, point):
     signs[had] = layer.signs[old_pos[had]]
     new = np.flatnonzero(~had)
     if new.size:
-        if point.F is None:
-            point = prob.evaluate(point.layer, point.b)
-        scores = prob.blocks.sign_scores(prob.kind, active[new], layer.gates(active[new]), W[:, new, :],
-                                         U[:, new], point.F, point.b)
+        # On many rows the signs are chosen on the row sample of the
+        # Gauss-Newton trials (n=1e6: a fifth of an iteration went to the
+        # scores and the outputs they need).
+        on = prob.sample()
+        on = prob if on is None else on
+        at = point if on is prob and point.F is not None else on.evaluate(point.layer, point.b)
+        scores = on.blocks.sign_scores(prob.kind, active[new], layer.gates(active[new]), W[:, new, :],
+                                       U[:, new], at.F, at.b)
         signs[new] = np.where(scores[:, 1] < scores[:, 0], -1.0, 1.0)
     gates = layer.gates.copy()
     gates.set(active, U * signs)

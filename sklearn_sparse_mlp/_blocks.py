@@ -1525,31 +1525,86 @@ class _PatternCache:
         none = np.zeros(0, dtype=np.int64)
         if self.max_slots == 0 or m == 0:
             return slots, none, none
-        # Each unit has at most one slot: the live slots sorted by unit.
-        live = np.flatnonzero(self.slot_unit >= 0)
-        if live.size:
-            order = live[np.argsort(self.slot_unit[live], kind="stable")]
-            pos = np.minimum(np.searchsorted(self.slot_unit[order], units), order.size - 1)
-            cand = order[pos]
-            hit = (self.slot_unit[cand] == units) & np.all(self.slot_gate[:, cand] == gates, axis=0)
-            slots[hit] = cand[hit]
-            self.slot_tick[cand[hit]] = self.tick
-            stale = cand[(self.slot_unit[cand] == units) & ~hit]  # old gates of these units
-            self.slot_unit[stale] = -1
-            self.slot_tick[stale] = 0
-        missing = np.flatnonzero(slots < 0)
-        if missing.size == 0:
+        units = np.ascontiguousarray(units, dtype=np.int64)
+        gates = np.ascontiguousarray(gates, dtype=np.float64)
+        n_missing = _cache_hits(self.slot_unit, self.slot_gate, self.slot_tick, self.tick, units, gates, slots)
+        if n_missing == 0:
             return slots, none, none
-        self._grow(missing.size - int(np.count_nonzero(self.slot_tick < self.tick)))
-        # Free slots first, then least recently used (never one of this request's).
-        order = np.argsort(self.slot_tick, kind="stable")
-        order = order[self.slot_tick[order] < self.tick][: missing.size]
-        given = missing[: order.size]
-        self.slot_unit[order] = units[given]
-        self.slot_gate[:, order] = gates[:, given]
-        self.slot_tick[order] = self.tick
-        slots[given] = order
-        return slots, given, order.astype(np.int64)
+        self._grow(n_missing - int(np.count_nonzero(self.slot_tick < self.tick)))
+        given, order = _cache_assign(self.slot_unit, self.slot_gate, self.slot_tick, self.tick, units, gates,
+                                     slots, n_missing)
+        return slots, given, order
+
+
+@njit(cache=True)
+def _cache_hits(slot_unit, slot_gate, slot_tick, tick, units, gates, slots):
+    """The slots of ``units`` whose cached gate is ``gates`` (into ``slots``,
+    their ticks set to ``tick``); a slot of one of the units under another
+    gate is freed.  Each unit has at most one slot.  Returns the number of
+    units without a slot."""
+    live = np.flatnonzero(slot_unit >= 0)
+    m = units.shape[0]
+    if live.size:
+        keys = slot_unit[live]
+        order = live[np.argsort(keys, kind="mergesort")]
+        sorted_units = slot_unit[order]
+        for a in range(m):
+            pos = min(np.searchsorted(sorted_units, units[a]), order.size - 1)
+            c = order[pos]
+            if slot_unit[c] != units[a]:
+                continue
+            same = True
+            for f in range(gates.shape[0]):
+                if not slot_gate[f, c] == gates[f, a]:
+                    same = False
+                    break
+            if same:
+                slots[a] = c
+                slot_tick[c] = tick
+            else:  # the unit's old gate
+                slot_unit[c] = -1
+                slot_tick[c] = 0
+    n_missing = 0
+    for a in range(m):
+        n_missing += slots[a] < 0
+    return n_missing
+
+
+@njit(cache=True)
+def _cache_assign(slot_unit, slot_gate, slot_tick, tick, units, gates, slots, n_missing):
+    """Slots for the units without one (in order, while there are slots):
+    free slots first, then the least recently used (never one of this
+    request's).  Returns (positions given a slot, those slots)."""
+    order = np.argsort(slot_tick, kind="mergesort")
+    n_free = 0
+    for c in order:
+        if slot_tick[c] < tick:
+            n_free += 1
+    n = min(n_free, n_missing)
+    free = np.empty(n, dtype=np.int64)
+    j = 0
+    for c in order:
+        if j == n:
+            break
+        if slot_tick[c] < tick:
+            free[j] = c
+            j += 1
+    given = np.empty(n, dtype=np.int64)
+    j = 0
+    for a in range(units.shape[0]):
+        if j == n:
+            break
+        if slots[a] < 0:
+            given[j] = a
+            j += 1
+    for j in range(n):
+        c, a = free[j], given[j]
+        slot_unit[c] = units[a]
+        for f in range(gates.shape[0]):
+            slot_gate[f, c] = gates[f, a]
+        slot_tick[c] = tick
+        slots[a] = c
+    return given, free
 
 
 class RowBlocks:

@@ -645,20 +645,18 @@ def _with_biases(prob, layer, keys, vals, s):
 def _shared_features(unit, feat, q, new_units):
     """For each of ``new_units``: whether another unit of the trial has the
     same set of (non-bias) features."""
-    sigs = {}
-    order = np.lexsort((feat, unit))
-    u_sorted, f_sorted = unit[order], feat[order]
-    bounds = np.flatnonzero(np.diff(u_sorted)) + 1
-    for grp_u, grp_f in zip(np.split(u_sorted, bounds), np.split(f_sorted, bounds)):
-        if grp_u.size:
-            sig = tuple(np.unique(grp_f[grp_f < q - 1]).tolist())
-            sigs.setdefault(sig, []).append(int(grp_u[0]))
-    out = np.zeros(new_units.size, dtype=bool)
-    entering = set(new_units.tolist())
-    for sig, units in sigs.items():
-        if len(units) > 1 and sig:
-            out[np.searchsorted(new_units, [u for u in units if u in entering])] = True
-    return out
+    bias = feat == q - 1
+    pairs = np.unique(unit[~bias].astype(np.int64) * q + feat[~bias])  # by unit, then feature
+    u = pairs // q
+    f = pairs - u * q
+    if u.size == 0:
+        return np.zeros(new_units.size, dtype=bool)
+    edges = np.concatenate([[0], np.flatnonzero(np.diff(u)) + 1, [u.size]])
+    by_set = {}
+    for a, b in zip(edges[:-1], edges[1:]):
+        by_set.setdefault(f[a:b].tobytes(), []).append(u[a])
+    shared = [x for units in by_set.values() if len(units) > 1 for x in units]
+    return np.isin(new_units, np.asarray(shared, dtype=np.int64))
 
 
 def _exact(ctl, layer):

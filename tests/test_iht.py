@@ -71,3 +71,19 @@ def test_softmax_intercept_held_at_its_bound_costs_few_passes(monkeypatch):
     clf = SparseMLPClassifier(8, hidden_layer_sizes=(4,), max_iter=3, tol=0.0, random_state=0).fit(X, y)
     assert clf.score(X, y) == 1.0
     assert len(calls) < 4000
+
+
+def test_shared_features_compares_feature_sets():
+    """An entering unit is flagged when another unit of the trial has the
+    same set of features (its bias entry and its outputs aside), whatever
+    the order of the keys."""
+    q, k = 5, 2  # four features and the bias (feature 4)
+    entries = [(3, 0, 0), (3, 2, 1), (3, 4, 0),  # unit 3: {0, 2} and a bias
+               (7, 2, 0), (7, 0, 0), (7, 0, 1),  # unit 7: {0, 2}
+               (8, 1, 0),  # unit 8: {1}
+               (9, 4, 1),  # unit 9: its bias alone
+               (11, 4, 0)]  # unit 11: its bias alone
+    keys = np.array([(u * q + f) * k + o for u, f, o in entries])[[4, 0, 8, 2, 6, 1, 3, 7, 5]]
+    unit, feat = keys // (q * k), (keys // k) % q
+    new_units = np.array([3, 8, 9, 11])
+    np.testing.assert_array_equal(iht._shared_features(unit, feat, q, new_units), [True, False, False, False])

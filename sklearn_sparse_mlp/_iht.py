@@ -248,10 +248,11 @@ def _sync_gates(prob, point):
     The sign ``a_j`` is fixed when the unit turns active: of the two
     orientations, the one whose ReLU unit ``a_j relu(x . a_j w_j)`` fits the
     residual of the other units better (a unit fitted under a random gate
-    knows the sign of its slope, not which half-space it should cover);
-    judged on ``Problem.sample`` when there is one.  Units that leave the support return to their random gate and lose their
-    sign.  Returns the new layer (``_merge_duplicates`` then merges units with
-    one activation pattern).
+    knows the sign of its slope, not which half-space it should cover),
+    judged on ``Problem.sample`` when there is one.  Units that leave the
+    support return to their random gate and lose their sign.  Returns the
+    new layer (``_merge_duplicates`` then merges units with one activation
+    pattern).
     """
     layer = point.layer
     q, k = layer.q, layer.k

@@ -621,8 +621,7 @@ def _exact_tile(ZT, nb, i0, signs, slots, bits, sw, h1, h2, word, cnt, nbits, Ft
                     on = ZT[a, w0 + bit] >= 0
                     wd |= np.uint64(on) << np.uint64(bit)
                     ct += on
-                h1[a] = _mix64(h1[a] ^ wd)
-                h2[a] = _mix64(h2[a] + wd * np.uint64(0x9E3779B97F4A7C15))
+                _hash_word(h1, h2, a, wd)
                 if sl >= 0:
                     r0 = (i0 + w0) >> 3
                     for byte in range(8):
@@ -651,8 +650,7 @@ def _exact_tile(ZT, nb, i0, signs, slots, bits, sw, h1, h2, word, cnt, nbits, Ft
                 ct += on
                 c += 1
                 if c == 64:
-                    h1[a] = _mix64(h1[a] ^ wd)
-                    h2[a] = _mix64(h2[a] + wd * np.uint64(0x9E3779B97F4A7C15))
+                    _hash_word(h1, h2, a, wd)
                     wd = np.uint64(0)
                     c = 0
         word[a] = wd
@@ -689,8 +687,7 @@ def _keys_finish(b, h1, h2, word, cnt, nbits, KP, CP):
     nb = nbits[0]
     for a in range(h1.shape[0]):
         if nb > 0:
-            h1[a] = _mix64(h1[a] ^ word[a])
-            h2[a] = _mix64(h2[a] + word[a] * np.uint64(0x9E3779B97F4A7C15))
+            _hash_word(h1, h2, a, word[a])
         KP[b, a, 0] = _mix64(h1[a] + np.uint64(nb))
         KP[b, a, 1] = h2[a]
         CP[b, a] = cnt[a]
@@ -1214,6 +1211,14 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
+@njit(cache=True, inline="always")
+def _hash_word(h1, h2, a, wd):
+    """Fold the 64-bit word ``wd`` of unit a's pattern into its two running
+    hashes (every kernel that keys patterns folds its words this way)."""
+    h1[a] = _mix64(h1[a] ^ wd)
+    h2[a] = _mix64(h2[a] + wd * np.uint64(0x9E3779B97F4A7C15))
+
+
 @njit(cache=True, parallel=True)
 def _pattern_keys(Xs, starts, bits, u_slot, Hnc, hbnc, nc_col, sw, KP, CP):
     """Per block and unit: two 64-bit hashes of the activation pattern on the
@@ -1239,14 +1244,12 @@ def _pattern_keys(Xs, starts, bits, u_slot, Hnc, hbnc, nc_col, sw, KP, CP):
                     nbits += 1
                     if nbits == 64:
                         for a in range(m):
-                            h1[a] = _mix64(h1[a] ^ word[a])
-                            h2[a] = _mix64(h2[a] + word[a] * np.uint64(0x9E3779B97F4A7C15))
+                            _hash_word(h1, h2, a, word[a])
                             word[a] = 0
                         nbits = 0
         for a in range(m):
             if nbits > 0:
-                h1[a] = _mix64(h1[a] ^ word[a])
-                h2[a] = _mix64(h2[a] + word[a] * np.uint64(0x9E3779B97F4A7C15))
+                _hash_word(h1, h2, a, word[a])
             KP[b, a, 0] = _mix64(h1[a] + np.uint64(nbits))
             KP[b, a, 1] = h2[a]
             CP[b, a] = cnt[a]

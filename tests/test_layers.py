@@ -77,6 +77,48 @@ def test_newton_system_matches_finite_differences(loss):
     np.testing.assert_allclose(G, H, rtol=1e-4, atol=2e-6)
 
 
+@pytest.mark.parametrize("weights", [False, True])
+def test_factored_gauss_newton_product_matches_an_explicit_jacobian(weights):
+    # The conjugate-gradient product of a large support: J^T Sw P J d +
+    # penalty d, J the outputs' Jacobian at the current patterns, P the
+    # centring of the intercept; against J built column by column.
+    rng = np.random.default_rng(2)
+    X, layer, prob = _factored(rng, sequential=True)
+    n, k = X.shape[0], layer.k
+    if weights:
+        sw = rng.uniform(0.5, 2.0, n)
+        prob = Problem(RowBlocks(X, True, prob.blocks.Y, sw), SquaredLoss(), True, penalty=0.01)
+    sw = np.broadcast_to(prob.blocks.sw, (n,))
+    keys = np.flatnonzero(layer._flat())
+    J = np.empty((n * k, keys.size))
+    for c, e in enumerate(np.eye(keys.size)):
+        F = sum(prob.blocks.forward(spec) for spec in layer.directions(keys, e) if np.any(spec.Vout))
+        J[:, c] = (F - sw @ F).ravel()
+    Q = J.T @ (np.repeat(sw, k)[:, None] * J) + prob.penalty * np.eye(keys.size)
+    d = rng.standard_normal(keys.size)
+    np.testing.assert_allclose(layer._gn_product(prob, keys, d), Q @ d, rtol=1e-10, atol=1e-12)
+    # J^T R on the support in one pass: the dense first-layer gradient's entries.
+    R = rng.standard_normal((n, k))
+    gU, gV = prob.blocks.unit_gradient(layer.units, layer.pattern_gates(), layer.U, layer.V, R)
+    fu, ju, jv, lv = layer._support()
+    np.testing.assert_allclose(layer._support_transpose(prob, R), np.concatenate([gU[fu, ju], gV[jv, lv]]),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_factored_conjugate_gradient_refit_lowers_the_loss_to_the_newton_one():
+    # On a support too large for the exact Newton matrix, Gauss-Newton steps
+    # by conjugate gradients; on a small one both must reach the same
+    # minimum of the squared loss at fixed gates (a least squares problem
+    # in each factor, bilinear in both).
+    rng = np.random.default_rng(3)
+    _, layer, prob = _factored(rng, sequential=False)
+    start = prob.evaluate(layer, None)
+    cg = layer._refine_cg(prob, start, 200, 0.0)
+    newton = layer.refine(prob, start, 200, tol=0.0)
+    assert cg.L < start.L
+    np.testing.assert_allclose(cg.L, newton.L, rtol=1e-6)
+
+
 def test_from_entries_drops_empty_units_and_rebalances():
     rng = np.random.default_rng(2)
     _, layer, _ = _factored(rng)

@@ -77,27 +77,6 @@ def thread_limits(n_jobs, n_rows=None):
 # refits them (digits, 10% budget: 5.7 s -> 4.3 s per fold, CV accuracy
 # 0.975 -> 0.977; wine, iris, make_classification within a sample).
 SHARED_START_ITER = 10
-# A regressor's shared fit of several outputs: the fused stage's budget is
-# SHARED_FUSED_FACTOR times the number of outputs times the budget (a unit
-# with a inputs and k outputs holds a k fused weights against a + k factored
-# ones: k / 2 for a = k), so that it brings about as many units as the
-# budget can hold; the factored stage then starts wider than the budget
-# (fit_wide_first).  Of the fused stage's units, the factored start keeps at
-# most as many as the budget holds with one input each (s / (k + 1)), the
-# strongest.  Planted networks with 10 outputs (see WIDE_FACTORS), test PSNR
-# with the wide stages, without / with the factor:
-# - width 100, s=100 (random_state 0 / 1): 43.4 / 38.7 dB against 45.9 /
-#   47.4 (the fused stage at the budget brought 56 of 64 units);
-# - width 10, s=100 (random_state 0 / 3 / 4): 33.3 / 46.0 / 41.2 against
-#   40.1 / 38.8 / 35.5;
-# - without the cap on units, one planted unit of one input (s=1, a budget
-#   of 11) was spread over 4 units by the cut to the budget: 35.4 dB at
-#   width 10 against 176 dB with it.
-# A classifier's shared fit starts at the budget: on digits (3 folds) the
-# larger fused stage chose other alphas, accuracy 0.960 / 0.970 / 0.977
-# against 0.973 / 0.977 / 0.982.  One output starts as before (nothing was
-# measured there).
-SHARED_FUSED_FACTOR = 0.5
 
 
 # Budgets after the first of a path (sparse_mlp_path, the CV estimators'
@@ -604,10 +583,10 @@ class BaseSparseMLP(BaseEstimator):
         select = AlphaSelection(alpha, min_loss=alo_min_loss) if choose else None
         t_solver = time.perf_counter()
         polish_s = 0.0
-        # A regressor's shared fit of several outputs: see SHARED_FUSED_FACTOR.
+        # A regressor's shared fit of several outputs starts wide (see
+        # fit_wide_first) from at most as many of the fused stage's units as
+        # the budget holds with one input each (s / (k + 1)), the strongest.
         wide = coupling == "shared" and layer.kind == "fused" and loss.is_quadratic and layer.k > 1
-        if wide:
-            ctl.s = min(int(round(s * max(1.0, SHARED_FUSED_FACTOR * layer.k))), layer.p * layer.q * layer.k)
         with thread_limits(self.n_jobs):
             if layer.kind == "fused":
                 if self.batch_size is None or self.batch_size >= n:

@@ -716,9 +716,9 @@ class FusedLayer:
 # (FactoredLayer._refine_cg): at most CG_STEPS conjugate-gradient products
 # each, fewer once the residual is below CG_TOL of its start.  Planted
 # networks with 10 outputs, width 100, s=100 (d=100, n=2000, random_state 0
-# / 1, one wide stage at twice the budget): test PSNR 47.1 / 47.3 dB with 5
-# products, 43.7 / 44.5 with 3, 47.9 / 47.1 with 10 at 1.6 times the time
-# of 5; normalised gradient steps in their place gave 42.8 / 39.9 dB.
+# / 1, the wide start of fit_wide_first): test PSNR 43.4 / 38.7 dB in 10.0 /
+# 8.2 s with 5 products, 42.1 / 41.4 with 3, 43.7 / 41.6 in 13.2 / 9.0 s
+# with 10; normalised gradient steps in their place gave 38.2 / 38.1.
 CG_STEPS = 5
 CG_TOL = 0.1
 

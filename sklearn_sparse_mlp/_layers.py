@@ -980,15 +980,7 @@ class FactoredLayer:
             if step is None or not np.all(np.isfinite(step)):
                 break
             dv = -step
-            fu, ju, jv, lv = layer._support()
-
-            def trial(t, layer=layer, fu=fu, ju=ju, jv=jv, lv=lv, dv=dv):
-                U, V = layer.U.copy(), layer.V.copy()
-                U[fu, ju] += t * dv[: fu.size]
-                V[jv, lv] += t * dv[fu.size:]
-                return layer.replace(layer.units, U, V)
-
-            new = prob.line_search(point, trial, float(g @ dv))
+            new = layer._line_search(prob, point, g, dv)
             if new is None:
                 break
             decrement = -float(g @ dv)  # the Newton decrement, squared
@@ -996,6 +988,20 @@ class FactoredLayer:
             if decrement <= max(tol, 1e-10) * max(abs(point.L), 1e-300):
                 break
         return point
+
+    def _line_search(self, prob, point, g, dv):
+        """The Point along the direction ``dv`` on the support entries (the
+        order of ``_support``; ``g`` the gradient there) that the Armijo
+        search of ``prob.line_search`` accepts from t = 1, or None."""
+        fu, ju, jv, lv = self._support()
+
+        def trial(t):
+            U, V = self.U.copy(), self.V.copy()
+            U[fu, ju] += t * dv[: fu.size]
+            V[jv, lv] += t * dv[fu.size:]
+            return self.replace(self.units, U, V)
+
+        return prob.line_search(point, trial, float(g @ dv))
 
     def _gn_product(self, prob, keys, d):
         """``(J^T Sw P J + penalty) d`` on the support entries ``keys``: J the
@@ -1056,15 +1062,7 @@ class FactoredLayer:
                 rr = rr_new
             if not np.any(x):
                 break
-            fu, ju, jv, lv = layer._support()
-
-            def trial(t, layer=layer, fu=fu, ju=ju, jv=jv, lv=lv, x=x):
-                U, V = layer.U.copy(), layer.V.copy()
-                U[fu, ju] += t * x[: fu.size]
-                V[jv, lv] += t * x[fu.size:]
-                return layer.replace(layer.units, U, V)
-
-            new = prob.line_search(point, trial, float(g @ x))
+            new = layer._line_search(prob, point, g, x)
             if new is None:
                 break
             gain = point.L - new.L

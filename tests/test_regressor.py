@@ -135,11 +135,11 @@ def test_several_outputs_recover_a_planted_network(seed):
 
 
 def test_several_outputs_never_end_above_the_constant_model():
-    # 13 rows of linnerud (3 targets, standardised): networks that
-    # interpolate them with cancelling weights, cut to a smaller budget,
-    # fitted far worse than the zero network (a loss of 21.4 against 1.5),
-    # and the fit at the budget did not recover.  A fit must end at most at
-    # the loss of the constant model (1.5).
+    # 13 rows of linnerud (3 targets, standardised): networks that fit them
+    # with cancelling weights, cut to a smaller budget, can fit far worse
+    # than the zero network, and the fit at the budget did not recover (a
+    # loss of 1.51, and 21.4 with a larger fused stage tried before).  A fit
+    # must end at most at the loss of the constant model (1.5).
     from sklearn.datasets import load_linnerud
 
     data = load_linnerud()

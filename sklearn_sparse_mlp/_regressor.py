@@ -61,10 +61,13 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         vector-output ReLU network ``sum_j relu(x . u_j + c_j) v_j + b`` with
         one budget over ``u`` and ``v`` (the budget of IMP), started from a
         short fused fit that picks the units (see
-        :class:`SparseMLPClassifier`); it is exported in ``coefs_`` and by
-        :meth:`to_mlp`.  "fused": each hidden unit has a weight block of
-        shape ``(n_inputs, n_outputs)`` under one activation pattern (convex
-        for fixed patterns, but not a plain ReLU MLP for several outputs).
+        :class:`SparseMLPClassifier`), then, with several outputs, fitted
+        at 2, 1.5 and 1.2 times the budget before the budget itself (the
+        weaker units are pruned step by step; see the user guide); it is
+        exported in ``coefs_`` and by :meth:`to_mlp`.  "fused": each
+        hidden unit has a weight block of shape ``(n_inputs, n_outputs)``
+        under one activation pattern (convex for fixed patterns, but not a
+        plain ReLU MLP for several outputs).
         "auto": "shared" for several outputs (on the planted networks of
         ``benchmarks/phase.py --outputs 10`` it matches or beats "fused" at
         the same network size on 7 of 9 cells), "fused" for one, where both

@@ -119,19 +119,23 @@ def test_several_outputs_use_the_whole_budget():
     assert reg.score(X, Y) > 0.88
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_several_outputs_recover_a_planted_network(seed):
-    # 6 units of 20 inputs, 20 first-layer weights, 4 outputs: the joint IHT
-    # starts wider than the budget, refitted by Gauss-Newton (conjugate
-    # gradients).  Started at the budget and refitted by gradient steps, it
-    # stopped at 36.3 and 30.6 dB (now 44.5 and 92.3).
-    X, Y, W = make_planted_mlp(n_samples=1600, n_features=20, n_hidden=6, n_nonzero=20, n_outputs=4,
-                               random_state=seed, return_coef=True)
-    budget = 20 + 4 * int(np.count_nonzero(np.abs(W[0]).sum(axis=0)))
-    reg = SparseMLPRegressor(budget, hidden_layer_sizes=(6,), random_state=0).fit(X[:800], Y[:800])
-    assert reg.n_nonzero_ == budget
-    assert len(reg.loss_curve_) == reg.n_iter_ < reg.max_iter
-    assert psnr_score(Y[800:], reg.predict(X[800:])) > 40
+def test_several_outputs_recover_planted_networks():
+    # 6 units of 20 inputs, 20 first-layer weights, 4 outputs, 6 planted
+    # networks: the joint IHT starts wider than the budget, refitted by
+    # Gauss-Newton (conjugate gradients).  Each fit is a non-convex path that
+    # other BLAS kernels can send elsewhere, so the median is asserted: 45.7
+    # dB (44.3 with Haswell kernels); started at the budget and refitted by
+    # gradient steps, 40.1 (42.0 with Sandybridge kernels).
+    scores = []
+    for seed in range(6):
+        X, Y, W = make_planted_mlp(n_samples=1600, n_features=20, n_hidden=6, n_nonzero=20, n_outputs=4,
+                                   random_state=seed, return_coef=True)
+        budget = 20 + 4 * int(np.count_nonzero(np.abs(W[0]).sum(axis=0)))
+        reg = SparseMLPRegressor(budget, hidden_layer_sizes=(6,), random_state=0).fit(X[:800], Y[:800])
+        assert reg.n_nonzero_ == budget
+        assert len(reg.loss_curve_) == reg.n_iter_ < reg.max_iter
+        scores.append(psnr_score(Y[800:], reg.predict(X[800:])))
+    assert np.median(scores) > 43
 
 
 def test_several_outputs_never_end_above_the_constant_model():

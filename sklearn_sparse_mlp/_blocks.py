@@ -1704,14 +1704,19 @@ class RowBlocks:
         """Row blocks of ``n_rows`` rows drawn without replacement (a fixed
         draw: a function of ``n`` and ``n_rows`` alone), their weights
         normalised in turn, so that their weighted means estimate this
-        set's (a copy of those rows)."""
+        set's (a copy of those rows).  Their ``weight_total`` is the given
+        weights' sum over those rows (``n_rows`` with equal weights), so that
+        ``alpha / weight_total`` is the same penalty whether unit weights
+        are given or not."""
         n_rows = int(n_rows)
         rows = np.sort(np.random.RandomState(n_rows % (2**31 - 1)).choice(self.n, n_rows, replace=False))
         if self.is_sparse:
             X = sp.csr_matrix((self.Xs[0], self.Xs[1], self.Xs[2]), shape=(self.n, self.d))[rows]
         else:
             X = self.Xs[rows]
-        sw = None if self.sw.size == 1 else self.sw[rows]
+        # The normalised weights scaled back to the given ones (they were
+        # divided by this set's total).
+        sw = None if self.sw.size == 1 else self.sw[rows] * self.weight_total
         return RowBlocks(X, self.has_bias, self.Y[rows], sw)
 
     # ---- patterns ------------------------------------------------------

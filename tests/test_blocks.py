@@ -299,6 +299,16 @@ def test_normal_equations_columns_and_samples():
     np.testing.assert_allclose(Cc, C[170:], rtol=1e-12, atol=1e-14)
     sub = blocks.sample(1000)
     assert sub.n == 1000 and np.isclose(sub.sw.sum(), 1.0)
+    # The sample's total is its rows' given weights (the penalty alpha / total
+    # of a progressive stage): with unit weights, as without weights.
+    where = {y: i for i, y in enumerate(Y[:, 0])}
+    rows = np.array([where[y] for y in sub.Y[:, 0]])
+    np.testing.assert_allclose(sub.weight_total, sw[rows].sum(), rtol=1e-12)
+    np.testing.assert_allclose(sub.sw, sw[rows] / sw[rows].sum(), rtol=1e-12)
+    ones = RowBlocks(X, True, Y, np.ones(N)).sample(1000)
+    plain = RowBlocks(X, True, Y).sample(1000)
+    assert ones.weight_total == plain.weight_total == 1000
+    np.testing.assert_allclose(ones.sw, plain.sw[0], rtol=1e-15)
     np.testing.assert_array_equal(sub.Xs, blocks.sample(1000).Xs)
     assert blocks.sketch(1000) is blocks.sketch(1000) and blocks.sketch(N) is None
 

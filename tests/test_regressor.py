@@ -461,3 +461,9 @@ def test_progressive_stages_recover_a_planted_network():
     assert psnr_score(yt, staged.predict(Xt)) >= 40
     assert psnr_score(yt, flat.predict(Xt)) >= 40
     assert staged.n_iter_ == len(staged.loss_curve_) > 2
+    # Unit sample weights give the same fit (a stage's penalty once divided
+    # alpha by the sample's share of the normalised weights, 0.2 for 8192 of
+    # 40000 rows, in place of 8192; alpha="auto" then chose 1e4).
+    ones = SparseMLPRegressor(20, hidden_layer_sizes=(20,), random_state=0).fit(X, y, sample_weight=np.ones(40000))
+    assert ones.alpha_ == staged.alpha_
+    np.testing.assert_allclose(ones.predict(Xt), staged.predict(Xt), rtol=1e-6, atol=1e-6)

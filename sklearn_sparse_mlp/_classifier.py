@@ -566,13 +566,15 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
             encoder = TargetEncoder().fit(y if multilabel else np.asarray(self.classes_))
         else:
             encoder = self._encoder
-            if encoder.target_type_ != "multilabel-indicator":
-                unknown = np.setdiff1d(np.unique(y), encoder.classes_)
-                if unknown.size:
-                    raise ValueError(
-                        f"y holds labels that are not in classes: {unknown.tolist()!r}; the classes "
-                        f"given on the first call to partial_fit are {encoder.classes_.tolist()!r}."
-                    )
+        if encoder.target_type_ != "multilabel-indicator":
+            unknown = np.setdiff1d(np.unique(y), encoder.classes_)
+            if unknown.size:
+                if first:
+                    del self.classes_  # nothing was fitted: the next call is a first one again
+                raise ValueError(
+                    f"y holds labels that are not in classes: {unknown.tolist()!r}; the classes "
+                    f"given on the first call to partial_fit are {encoder.classes_.tolist()!r}."
+                )
         Y = encoder.transform(y)
         cw = encoder.sample_weight(self.class_weight, y)
         if cw is not None:

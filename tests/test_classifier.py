@@ -174,6 +174,11 @@ def test_partial_fit_needs_classes_and_learns(iris):
     clf = SparseMLPClassifier(40, hidden_layer_sizes=(20,), random_state=0)
     with pytest.raises(ValueError, match="classes must be passed"):
         clf.partial_fit(X[:10], y[:10])
+    # Labels outside ``classes`` are refused on the first call too (they were
+    # once trained as the first class), and the next call is a first one.
+    with pytest.raises(ValueError, match="not in classes"):
+        clf.partial_fit(X, y, classes=[0, 1])
+    assert not hasattr(clf, "classes_")
     order = np.random.RandomState(0).permutation(150)
     for _ in range(10):
         for chunk in np.array_split(order, 5):

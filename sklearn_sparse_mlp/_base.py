@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._blocks import TILE, RowBlocks
-from ._budget import counted_name, counted_size, counts_output_weights, resolve_budget
+from ._budget import counted_name, counted_nonzeros, counted_size, counts_output_weights, resolve_budget
 from ._export import path_importances
 from ._gates import Gates
 from ._iht import (ALPHA_GRID, POLISH_TOL, AlphaSelection, Control, IHTResult, Monitor, Problem, Stopping,
@@ -820,7 +820,7 @@ class BaseSparseMLP(BaseEstimator):
         budgets = self._stage_budgets(X.shape[1], k_out)
         sizes = self._hidden_sizes()
         coefs, intercepts, stages = [], [], []
-        kept_nnz, complete = 0, False
+        complete = False
         Z = X
         for i, (m, s) in enumerate(zip(sizes, budgets)):
             s_fit = s
@@ -869,7 +869,6 @@ class BaseSparseMLP(BaseEstimator):
                 U, c = U / scale, c / scale
             coefs.append(U)
             intercepts.append(c)
-            kept_nnz += int(np.count_nonzero(U) + np.count_nonzero(c))
             if U.shape[1] == 0:
                 # No active unit: the network is this stage's constant.
                 for _ in range(len(sizes) - 1 - i):
@@ -895,7 +894,10 @@ class BaseSparseMLP(BaseEstimator):
         self.intercept_ = intercepts[-1].copy()
         self._intercept = self.intercept_.copy()
         self.n_outputs_ = coefs[-1].shape[1]
-        self.n_nonzero_ = kept_nnz + (int(last.n_nonzero_) if complete else 0)
+        # Counted on the network as it ends: units that no longer reach the
+        # output (a later stage without them, the joint phase's compaction)
+        # are not in coefs_, and their weights are not counted.
+        self.n_nonzero_ = counted_nonzeros(coefs, intercepts)
         self.active_neurons_ = stages[0].active_neurons_.copy()
         self.feature_importances_ = path_importances(coefs)
         self.n_iter_ = int(sum(st.n_iter_ for st in stages))
@@ -908,8 +910,16 @@ class BaseSparseMLP(BaseEstimator):
         if hasattr(last, "validation_loss_curve_"):
             self.validation_loss_curve_ = list(last.validation_loss_curve_)
             self.best_validation_loss_ = last.best_validation_loss_
+        if not np.any(coefs[-1]) and stages[0].n_nonzero_ > 0:
+            widths = [int(np.count_nonzero(np.any(W != 0, axis=1))) for W in coefs[1:]]
+            warnings.warn(
+                f"SparseMLP: the network predicts a constant: no path of nonzero weights joins the inputs "
+                f"to the outputs (units with a nonzero weight out, per hidden layer: {widths}), although the "
+                f"first layer's stage fitted {stages[0].n_nonzero_} weights. Raise n_nonzero_coefs, change "
+                "budget_split, or use fewer hidden layers.",
+                UserWarning,
+            )
         if joint is not None:
-            self.n_nonzero_ = joint["n_nonzero"]
             self.active_neurons_ = self.active_neurons_[joint["kept_first"]]
             self.n_joint_iter_ = joint["n_iter"]
             self.n_iter_ += joint["n_iter"]

@@ -28,6 +28,14 @@ def counts_output_weights(n_outputs):
     return int(n_outputs) > 1
 
 
+def counted_nonzeros(coefs, intercepts):
+    """Nonzero counted parameters of a network (``coefs_``, ``intercepts_``
+    as MLPRegressor's): hidden weights and biases, and the output weights
+    for several outputs (``counted_size``'s parameters)."""
+    hidden = sum(np.count_nonzero(W) for W in coefs[:-1]) + sum(np.count_nonzero(b) for b in intercepts[:-1])
+    return int(hidden + (np.count_nonzero(coefs[-1]) if counts_output_weights(coefs[-1].shape[1]) else 0))
+
+
 def counted_size(layer_sizes, hidden_biases=True):
     """Number of counted parameters of the dense network of ``layer_sizes``.
 

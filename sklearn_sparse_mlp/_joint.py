@@ -307,8 +307,11 @@ def joint_iht(obj, coefs, intercepts, n_keep, *, fit_intercept=True, max_iter=20
         if stall >= n_iter_no_change:
             break
     coefs, intercepts, kept_first = best.compact()
+    # Counted on the compacted network: the weights of units that no longer
+    # reach the output are gone with them.
+    n_nonzero = int(sum(np.count_nonzero(a) for a, c in zip(coefs + intercepts, best.counted) if c))
     return dict(coefs=coefs, intercepts=intercepts, kept_first=kept_first, loss=float(best_L), loss_curve=curve, n_iter=n_iter,
-                validation_curve=val_curve, n_nonzero=best.n_nonzero(), best_validation_loss=best_val)
+                validation_curve=val_curve, n_nonzero=n_nonzero, best_validation_loss=best_val)
 
 
 # Approximate leave-one-out scores of a deep network are computed where the

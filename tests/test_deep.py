@@ -63,6 +63,20 @@ def test_predict_is_the_relu_forward_pass_of_coefs():
     assert reg.n_nonzero_ == nnz <= 16  # one output: the output weights are the signs (not counted)
 
 
+def test_a_network_cut_by_a_later_stage_counts_what_it_keeps_and_warns():
+    # The second stage (one unit on the first one's ReLU feature, 2 weights)
+    # ends with no active unit: the first unit is then cut from coefs_ too,
+    # and n_nonzero_ counted its 4 weights all the same.
+    rng = np.random.RandomState(0)
+    X = rng.randn(100, 4)
+    y = X[:, 0] + np.maximum(X[:, 1], 0)
+    with pytest.warns(UserWarning, match="predicts a constant"):
+        reg = SparseMLPRegressor(1.0, hidden_layer_sizes=(1, 1), random_state=0).fit(X, y)
+    nnz = sum(np.count_nonzero(W) for W in reg.coefs_[:-1]) + sum(np.count_nonzero(b) for b in reg.intercepts_[:-1])
+    assert reg.n_nonzero_ == nnz == 0
+    np.testing.assert_allclose(reg.predict(X), np.full(100, reg.intercept_[0]))
+
+
 def test_budget_split():
     reg = SparseMLPRegressor(100, hidden_layer_sizes=(10, 30))
     assert reg._stage_budgets(9, 1) == [50, 50]

@@ -1660,12 +1660,22 @@ class RowBlocks:
         self.n_blocks = self.starts.shape[0] - 1
         self.Y = None if Y is None else np.ascontiguousarray(Y, dtype=np.float64)
         self.k = None if Y is None else self.Y.shape[1]
+        # The weight given to every row when they are all equal (1 without
+        # weights), else None.
+        self.unit_weight = None
         if Y is not None:
-            if sample_weight is None:  # one value for all rows (see ``weight``)
-                self.weight_total = float(self.n if weight_total is None else weight_total)
-                self.sw = np.full(1, 1.0 / self.weight_total)
+            sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+            if sw is None or (sw.size and np.all(sw == sw[0]) and sw[0] > 0):
+                # One value for all rows (see ``weight``): equal weights take
+                # the same kernels, so the same bits, as no weights (unit
+                # weights once differed at rounding level in a product,
+                # and fits of several outputs ended apart).
+                self.unit_weight = 1.0 if sw is None else float(sw[0])
+                if weight_total is None:
+                    weight_total = self.n * self.unit_weight
+                self.weight_total = float(weight_total)
+                self.sw = np.full(1, self.unit_weight / self.weight_total)
             else:
-                sw = np.asarray(sample_weight, dtype=np.float64)
                 if weight_total is None:
                     # Summed block by block, in order: a dask fit whose
                     # partitions are these blocks sums its partitions' totals
@@ -1716,8 +1726,9 @@ class RowBlocks:
             X = self.Xs[rows]
         # The normalised weights scaled back to the given ones (they were
         # divided by this set's total).
-        sw = None if self.sw.size == 1 else self.sw[rows] * self.weight_total
-        return RowBlocks(X, self.has_bias, self.Y[rows], sw)
+        if self.unit_weight is not None:
+            return RowBlocks(X, self.has_bias, self.Y[rows], None, weight_total=n_rows * self.unit_weight)
+        return RowBlocks(X, self.has_bias, self.Y[rows], self.sw[rows] * self.weight_total)
 
     # ---- patterns ------------------------------------------------------
     def _split_gates(self, H):

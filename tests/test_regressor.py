@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_sparse_mlp import SparseMLPRegressor
+from sklearn_sparse_mlp import SparseMLPClassifier, SparseMLPRegressor
 from sklearn_sparse_mlp.datasets import make_planted_mlp
 from sklearn_sparse_mlp.metrics import psnr_score
 
@@ -86,6 +86,28 @@ def test_sample_weight_zero_equals_dropping():
         a = SparseMLPRegressor(**kw).fit(X, y, sample_weight=w)
         b = SparseMLPRegressor(**kw).fit(X[w > 0], y[w > 0])
     np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("estimator", [
+    SparseMLPRegressor(0.3, hidden_layer_sizes=(10,), output_coupling="shared", random_state=0),
+    SparseMLPClassifier(0.3, hidden_layer_sizes=(10,), random_state=0),
+    SparseMLPClassifier(0.3, hidden_layer_sizes=(10,), loss="squared_error", random_state=0),
+], ids=["regressor-3-outputs", "classifier-3-classes", "classifier-squared"])
+def test_unit_sample_weights_are_no_weights_bit_for_bit(estimator):
+    # Several outputs: equal weights were once broadcast (stride 0) in the
+    # inputs' column sums, whose product kernel rounded otherwise than for
+    # the same weights given, and the fits ended 0.3 apart in probability.
+    rng = np.random.RandomState(0)
+    X = rng.randn(400, 5)
+    y = np.c_[np.sin(X[:, 0]), np.maximum(X[:, 1], 0), X[:, 2] * X[:, 3]]
+    if isinstance(estimator, SparseMLPClassifier):
+        y = np.digitize(X[:, 0] + 0.3 * rng.randn(400), [-0.5, 0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = clone(estimator).fit(X, y)
+        b = clone(estimator).fit(X, y, sample_weight=np.ones(400))
+    assert a.loss_curve_ == b.loss_curve_
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
 
 
 def test_warm_start_and_loss_curve(planted):

@@ -13,10 +13,12 @@ passes, so BLAS keeps its own threading.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -544,6 +546,19 @@ class _BaseIMP(BaseEstimator):
         self.loss_ = float(self.path_["loss"][-1])
         self.n_layers_ = len(layer_sizes)
         self.n_outputs_ = k
+        w = sw / sw.sum()
+        constant = loss.value(np.zeros_like(Y) + loss.initial_intercept(Y, w), Y, w)
+        if not self.loss_ < constant:
+            # Rounds too short to train the rewound network (e.g. 150 rows:
+            # 20 optimizer steps a round, and iris at 20 weights ended with a
+            # training accuracy of 0.05).
+            warnings.warn(
+                f"IMP: the pruned network fits the training data no better than a constant (loss "
+                f"{self.loss_:.4g} against {constant:.4g}). Each round trains the rewound network for "
+                f"epochs_per_round={self.epochs_per_round} epochs ({steps_first_round} optimizer steps "
+                "here): raise epochs_per_round or learning_rate_init.",
+                ConvergenceWarning,
+            )
         return self
 
     @property

@@ -1,12 +1,14 @@
 """IMPRegressor / IMPClassifier: backprop, pruning, rewinding, the path, the contract."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.datasets import load_iris, make_classification
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -363,6 +365,21 @@ def test_pipeline_grid_search_over_budget():
     gs = GridSearchCV(pipe, {"impclassifier__n_nonzero_coefs": [1, 0.5]}, cv=3).fit(X, y)
     assert gs.best_params_["impclassifier__n_nonzero_coefs"] == 0.5
     assert gs.best_estimator_[-1].n_nonzero_ == 35
+
+
+def test_rounds_too_short_to_fit_warn():
+    # 150 rows: a round of 20 epochs is 20 Adam steps from the rewound
+    # initial weights, and the pruned network ends above the constant model
+    # (training accuracy 0.05 on iris).  With longer rounds it fits, silently.
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with pytest.warns(ConvergenceWarning, match="no better than a constant"):
+        short = IMPClassifier(20, hidden_layer_sizes=(10,), random_state=0).fit(X, y)
+    assert short.score(X, y) < 0.34
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        longer = IMPClassifier(20, hidden_layer_sizes=(10,), epochs_per_round=100, random_state=0).fit(X, y)
+    assert longer.score(X, y) > 0.7
 
 
 def test_verbose_prints_rounds(capsys):

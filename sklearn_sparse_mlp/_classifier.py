@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._base import BaseSparseMLP, with_deep_parameters
 from ._dask import LabelTargets, is_dask_collection, predict_blockwise
@@ -583,10 +583,11 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         return self._partial_fit_arrays(X, Y, sample_weight, loss, first, coupling=self._coupling(Y.shape[1]))
 
     def _validate_training(self, X, y, reset, ensure_min_samples):
-        """Validated X and labels (a column vector of labels made 1-D)."""
+        """Validated X and labels (a column vector of labels made 1-D, with
+        the warning of scikit-learn's classifiers)."""
         X, y = self._validate_xy(X, y, reset, ensure_min_samples, y_numeric=False)
         if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
+            y = column_or_1d(y, warn=True)
         return X, y
 
     def _outputs(self, X):

@@ -190,6 +190,15 @@ def test_partial_fit_needs_classes_and_learns(iris):
         clf.partial_fit(X[:3], [0, 1, 7])
 
 
+def test_column_vector_labels_warn_as_in_scikit_learn(iris):
+    from sklearn.exceptions import DataConversionWarning
+
+    X, y = iris
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        clf = SparseMLPClassifier(20, hidden_layer_sizes=(10,), max_iter=5, random_state=0).fit(X, y[:, None])
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+
+
 def test_partial_fit_chunk_without_some_classes(iris):
     X, y = iris
     clf = SparseMLPClassifier(40, hidden_layer_sizes=(20,), random_state=0)

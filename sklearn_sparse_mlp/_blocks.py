@@ -2093,8 +2093,9 @@ class RowBlocks:
         hidden columns ``b_hcol`` of ``spec``).
 
         ``groups`` (sorted, contiguous): several independent systems at once,
-        group g weighted by column g of ``w`` (n x n_groups); G is zero
-        between groups.  Without groups, ``w`` is one weight per row.
+        group g weighted by column g of ``w`` (n x n_groups), or all by ``w``
+        if it is one weight per row; G is zero between groups.  Without
+        groups, ``w`` is one weight per row.
 
         ``first_col`` (one group): only the columns from ``first_col`` on are
         formed (``G[:, first_col:]``, ``B[first_col:]``, ``C[first_col:]``,
@@ -2108,7 +2109,7 @@ class RowBlocks:
         if S == 0 or first_col >= S:
             return G[:, first_col:], Bv[first_col:], Cv[first_col:]
         w = np.asarray(w, dtype=np.float64)
-        W = np.ascontiguousarray(w.reshape(-1, 1) if groups is None else w)
+        W = np.ascontiguousarray(w.reshape(-1, 1) if groups is None or w.ndim == 1 else w)
         groups = np.zeros(S, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
         n_groups = int(groups[-1]) + 1
         if first_col and n_groups > 1:

@@ -295,6 +295,30 @@ def test_support_system_is_the_refit_and_updates_match(loss):
     np.testing.assert_allclose(updated.solve(g2), fresh.solve(g2), rtol=1e-7, atol=1e-10)
 
 
+def test_support_system_of_several_outputs_is_the_refit():
+    """Squared loss, several outputs: one block per output, formed apart
+    (they are decoupled), whose step is the least squares refit of the
+    whole support, formed as one matrix with the blocks between outputs
+    masked (``_refine_direct``)."""
+    from sklearn_sparse_mlp._layers import FusedLayer
+
+    rng = np.random.default_rng(7)
+    n, d, p, k = 1500, 5, 20, 3
+    q = d + 1
+    X = rng.standard_normal((n, d))
+    Y = np.maximum(X[:, :k], 0) + 0.1 * rng.standard_normal((n, k))
+    idx = np.sort(rng.choice(p * q * k, 40, replace=False))
+    layer = FusedLayer(p, q, k, idx, rng.standard_normal(idx.size), Gates(4, q, True))
+    prob = Problem(RowBlocks(X, True, Y), SquaredLoss(), True, penalty=0.01)
+    point = prob.evaluate(layer, None)
+    system = layer.support_system(prob, point)
+    assert len(system.blocks) == np.unique(layer._bases()[3]).size == k
+    g = layer.step_gradient(prob, prob.residual(point))
+    target = layer._refine_direct(prob, point)
+    assert target is not point
+    np.testing.assert_allclose(layer.val + system.solve(g), target.layer.val, rtol=1e-8, atol=1e-10)
+
+
 def test_logistic_systems_are_formed_afresh():
     """With the logistic loss a system is not updated from an earlier
     support's (formed at other curvature weights, the mix is rarely positive

@@ -1724,10 +1724,10 @@ class RowBlocks:
             X = sp.csr_matrix((self.Xs[0], self.Xs[1], self.Xs[2]), shape=(self.n, self.d))[rows]
         else:
             X = self.Xs[rows]
-        # The normalised weights scaled back to the given ones (they were
-        # divided by this set's total).
         if self.unit_weight is not None:
             return RowBlocks(X, self.has_bias, self.Y[rows], None, weight_total=n_rows * self.unit_weight)
+        # The normalised weights scaled back to the given ones (they were
+        # divided by this set's total).
         return RowBlocks(X, self.has_bias, self.Y[rows], self.sw[rows] * self.weight_total)
 
     # ---- patterns ------------------------------------------------------

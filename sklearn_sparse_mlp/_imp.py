@@ -635,7 +635,8 @@ _SHARED_DOC = """
         Passes over the training data in each round (the dense first round
         included).  A round makes ``epochs_per_round * ceil(n_samples /
         batch_size)`` Adam steps: small data sets need more epochs or
-        smaller batches.
+        smaller batches (a fit whose pruned network ends no better than a
+        constant on its training rows warns with a ``ConvergenceWarning``).
 
     rewind_iter : int, default=0
         Rewind point.  0 rewinds the surviving weights and biases to

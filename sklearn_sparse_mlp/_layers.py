@@ -150,6 +150,7 @@ class SupportSystem:
         self.rows = None  # the row blocks (all rows or a sketch) it was formed on
         self.updated = False  # formed partly from an earlier support's system
         self._factors = None
+        self._top = None  # the largest eigenvalue of the decomposed blocks
 
     def matches(self, prob, layer):
         return self.prob is prob and np.array_equal(self.idx, layer.idx)
@@ -166,15 +167,15 @@ class SupportSystem:
             # largest eigenvalue of them all (several outputs of the squared
             # loss, one block each), not of each block's own.
             tops = [fac[3] for fac in self._factors if fac is not None and fac[0] == "eig"]
+            self._top = max(tops, default=None)
             if len(tops) > 1:
-                self._factors = [_truncated(fac, floor, max(tops)) if mode == "drop" else fac
+                self._factors = [_truncated(fac, floor, self._top) if mode == "drop" else fac
                                  for (_, _, mode, floor), fac in zip(self.blocks, self._factors)]
         factors = self._factors
         if drop is not None:
             if not any(mode == "drop" for _, _, mode, _ in self.blocks):
                 return None
-            top = max([fac[3] for fac in factors if fac is not None and fac[0] == "eig"], default=None)
-            factors = [_truncated(fac, drop, top) if mode == "drop" else fac
+            factors = [_truncated(fac, drop, self._top) if mode == "drop" else fac
                        for (_, _, mode, _), fac in zip(self.blocks, factors)]
         dv = np.zeros(g.shape[0])
         for (sel, _, _, _), fac in zip(self.blocks, factors):
@@ -1034,7 +1035,7 @@ class FactoredLayer:
         one pass over the support, not over every first-layer weight."""
         spec = self.spec()
         g_e, gH = prob.blocks.support_gradient(spec, R, with_v=True)
-        fu, ju, jv, lv = self._support()
+        _, _, jv, lv = self._support()
         by_unit = np.lexsort((spec.e_feat, spec.e_unit))
         return np.concatenate([g_e[by_unit], gH[jv, lv]])
 

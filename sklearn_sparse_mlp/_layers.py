@@ -797,6 +797,12 @@ class FactoredLayer:
         g = np.concatenate([gU.ravel(order="F"), gV.ravel()])
         return np.arange(w.size, dtype=np.int64), g, w, g[w != 0]
 
+    def entries_per_unit(self):
+        """The entries a unit holds on average (at least 2, at most q + k; q +
+        k for an empty layer): what a new unit is given."""
+        q, k, m = self.q, self.k, self.units.size
+        return q + k if m == 0 else int(np.clip(round(self.nnz / m), 2, q + k))
+
     def entering(self, prob, point, free):
         """Units that enter on ``free`` entries of unused budget: ``(layer,
         step)``, the layer with them added (zero output weights) and the output
@@ -816,9 +822,9 @@ class FactoredLayer:
         units scaled together by the normalised step (gradient squared over
         curvature).
         """
-        q, k, m = self.q, self.k, self.units.size
+        q, k = self.q, self.k
         inactive = np.setdiff1d(np.arange(self.p, dtype=np.int64), self.units)
-        per = q + k if m == 0 else int(np.clip(round(self.nnz / m), 2, q + k))
+        per = self.entries_per_unit()
         n_new = min(inactive.size, max(1, free // per))
         if n_new == 0 or free < 2:
             return None

@@ -190,6 +190,29 @@ def test_several_outputs_recover_one_unit_of_one_input():
         assert psnr_score(Y[600:], reg.predict(X[600:])) > 100
 
 
+def test_a_stopped_shared_fit_swaps_entries_for_the_units_it_lost(monkeypatch):
+    # 8 planted units, 4 outputs, the planted count as budget: the fused
+    # start keeps 6 units, and the factored fit, its budget full, stops there
+    # (a unit outside it is a saddle).  The swap at the stop frees the
+    # smallest entries for a new unit: all 8 units, a better fit, the budget
+    # held.
+    X, Y, W = make_planted_mlp(n_samples=1200, n_features=20, n_hidden=8, n_nonzero=40, n_outputs=4,
+                               random_state=1, return_coef=True)
+    budget = 40 + 4 * int(np.count_nonzero(np.abs(W[0]).sum(axis=0)))
+
+    def fit():
+        reg = SparseMLPRegressor(budget, hidden_layer_sizes=(8,), random_state=1).fit(X[:600], Y[:600])
+        units = np.count_nonzero(np.abs(reg.coefs_[0]).sum(axis=0))
+        return units, psnr_score(Y[600:], reg.predict(X[600:])), reg.n_nonzero_
+
+    units, psnr, nnz = fit()
+    monkeypatch.setattr("sklearn_sparse_mlp._iht.SWAP_REASONS", ())
+    units_without, psnr_without, _ = fit()
+    assert units == 8 > units_without
+    assert psnr > psnr_without + 3.0
+    assert nnz <= budget
+
+
 def test_verbose_prints(planted, capsys):
     X, y, _, _ = planted
     with warnings.catch_warnings():

@@ -97,7 +97,10 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         again when a stopping rule next ends the fit).  On
         ``benchmarks/tabular.py`` (3-fold CV, budget 10%) make_moons scores
         0.938 with "auto" against 0.912 with 1.0, breast_cancer 0.974
-        against 0.972, the other sets within a sample or two.  With several
+        against 0.972, the other sets within a sample or two.  A penalty
+        whose refit has more degrees of freedom on one output than half the
+        rows is not chosen (the support and patterns were selected on the
+        same rows; see SparseMLPRegressor).  With several
         classes and the "shared" coupling the fused stage that starts the
         fit runs at 1.0, and the choice made on its network is the shared
         stage's.  Skipped (1.0 kept) when the

@@ -170,10 +170,12 @@ def test_top_s_breaks_ties_by_key():
     assert top_s(values, keys, 4).tolist() == [1, 2, 3, 4]  # |1| twice: key 1 before key 10
 
 
-def _explicit_alo(layer, X, Y, point, kind, alphas):
+def _explicit_alo(layer, X, Y, point, kind, alphas, df=None):
     """The approximate leave-one-out loss of ``FusedLayer.alo`` from the
     explicitly built support columns (dense linear algebra, one system per
-    output): a slow independent implementation."""
+    output): a slow independent implementation.  ``df``: a list that
+    receives each alpha's degrees of freedom per output (the traces of the
+    hat matrices, the intercept's included)."""
     from scipy.special import expit, logsumexp, softmax
 
     from sklearn_sparse_mlp._operator import decode
@@ -200,6 +202,8 @@ def _explicit_alo(layer, X, Y, point, kind, alphas):
             M[:-1, :-1] += a / n * np.eye(cols.size)
             eta[:, l] = Ab @ np.linalg.solve(M, Ab.T @ (w * z[:, l]))
             q[:, l] = np.einsum("ij,jk,ik->i", Ab, np.linalg.inv(M), Ab)
+        if df is not None:
+            df.append((sw[:, None] * v * q).sum(axis=0))
         loo = eta + sw[:, None] * (probs(eta) - Y) * q / np.maximum(1 - sw[:, None] * v * q, 1e-3)
         if kind == 0:
             row = 0.5 * ((loo - Y) ** 2).sum(axis=1)
@@ -211,15 +215,14 @@ def _explicit_alo(layer, X, Y, point, kind, alphas):
     return np.array(losses)
 
 
-@pytest.mark.parametrize("case", ["squared", "squared, 2 outputs", "logistic", "softmax"])
-def test_alo_against_explicit_columns(case):
-    """The leave-one-out scores that choose alpha="auto", from the row blocks'
-    kernels, agree with dense linear algebra on the explicit support columns."""
+def _alo_case(case, n):
+    """A fused layer of 25 random entries on n rows for the ALO tests:
+    (layer, X, Y, point, kind, prob)."""
     from sklearn_sparse_mlp._layers import FusedLayer
     from sklearn_sparse_mlp._losses import LogisticLoss
 
     rng = np.random.default_rng(0)
-    n, d, p = 300, 5, 10
+    d, p = 5, 10
     X = rng.standard_normal((n, d))
     q = d + 1
     k = 2 if case in ("squared, 2 outputs",) else 3 if case == "softmax" else 1
@@ -233,9 +236,40 @@ def test_alo_against_explicit_columns(case):
     layer = FusedLayer(p, q, k, idx, rng.standard_normal(idx.size), Gates(5, q, True))
     prob = Problem(RowBlocks(X, True, Y), loss, True, 1.0 / n)
     point = prob.evaluate(layer, np.zeros(k))
+    return layer, X, Y, point, kind, prob
+
+
+@pytest.mark.parametrize("case", ["squared", "squared, 2 outputs", "logistic", "softmax"])
+def test_alo_against_explicit_columns(case):
+    """The leave-one-out scores that choose alpha="auto", from the row blocks'
+    kernels, agree with dense linear algebra on the explicit support columns."""
+    layer, X, Y, point, kind, prob = _alo_case(case, 300)
     alphas = np.logspace(-3, 3, 7)
     got = layer.alo(prob, point, alphas)
     np.testing.assert_allclose(got, _explicit_alo(layer, X, Y, point, kind, alphas), rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["squared", "squared, 2 outputs", "softmax"])
+def test_alo_skips_refits_with_more_degrees_of_freedom_than_half_the_rows(case):
+    # 25 entries on 30 rows (14 with several outputs, which share them):
+    # weak penalties nearly interpolate, where the leave-one-out estimate
+    # (support and patterns held fixed) is not to be trusted.  They score
+    # inf; the others as before.
+    from sklearn_sparse_mlp._layers import ALO_MAX_DF_SHARE
+
+    n = 30 if case == "squared" else 14
+    layer, X, Y, point, kind, prob = _alo_case(case, n)
+    alphas = np.logspace(-3, 3, 13)
+    df = []
+    explicit = _explicit_alo(layer, X, Y, point, kind, alphas, df)
+    over = np.max(df, axis=1) > ALO_MAX_DF_SHARE * n
+    assert over.any() and not over.all()
+    got = layer.alo(prob, point, alphas)
+    assert np.all(np.isinf(got[over]))
+    np.testing.assert_allclose(got[~over], explicit[~over], rtol=1e-10)
+    # With every alpha over the share, the largest is still scored.
+    got = layer.alo(prob, point, alphas[over])
+    assert np.all(np.isinf(got[:-1])) and np.isfinite(got[-1])
 
 
 def _fused(rng, n, kind_loss, s=40, p=30, d=5, sw=None):

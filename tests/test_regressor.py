@@ -213,6 +213,21 @@ def test_a_stopped_shared_fit_swaps_entries_for_the_units_it_lost(monkeypatch):
     assert nnz <= budget
 
 
+def test_alpha_auto_does_not_interpolate_a_few_rows():
+    # linnerud: 20 rows, 3 targets, a budget of 70 weights for 13 training
+    # rows.  The leave-one-out scores of a refit that nearly interpolates
+    # chose alpha=1e-4, and the network extrapolated wildly (mean R^2 -21,
+    # -87, -4 over these splits); refits on more than half the rows' degrees
+    # of freedom are not chosen now (the mean predicts -0.3 to -0.5).
+    from sklearn.datasets import load_linnerud
+    from sklearn.model_selection import cross_val_score
+
+    X, Y = load_linnerud(return_X_y=True)
+    for rs in range(3):
+        est = make_pipeline(StandardScaler(), SparseMLPRegressor(random_state=rs))
+        assert cross_val_score(est, X, Y, cv=KFold(3, shuffle=True, random_state=rs)).mean() > -1.5
+
+
 def test_verbose_prints(planted, capsys):
     X, y, _, _ = planted
     with warnings.catch_warnings():

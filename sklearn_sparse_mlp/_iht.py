@@ -589,8 +589,9 @@ def _swap_unit(prob, point, ctl):
     median / lowest test PSNR without and with swaps: width 10, s=100: 38.2 /
     29.2 against 38.4 / 29.4 dB; width 100, s=10 (seeds 0-3): 51.1 / 44.4
     against 62.0 / 49.4; width 10, s=10 (seeds 0-3): 50.7 / 40.1 against
-    54.9 / 45.7; width 100, s=100 (seeds 0-3): 39.4 / 37.7 against 41.9 /
-    39.9.  The new Point, or None."""
+    54.9 / 45.7; width 100, s=100 (seeds 0-3): 39.4 / 37.7 against 43.9 /
+    40.5 (fit time 7.7 -> 13.3 s, the iterations after the swaps).  The
+    new Point, or None."""
     layer = point.layer
     if layer.kind != "factored" or not 0 < layer.units.size < layer.p or ctl.s - layer.nnz >= 2:
         return None

@@ -168,8 +168,10 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         every iteration on all the rows.
 
     max_iter : int, default=100
-        Maximum number of IHT iterations (one full-gradient pass each) of
-        each ``progressive`` stage, or of epochs when ``batch_size`` is set.
+        Maximum number of IHT iterations (one full-gradient pass each) of each
+        stage of the fit (each ``progressive`` stage; with several classes,
+        the fit at the budget after a fused start of at most 10 iterations;
+        each hidden layer's), or of epochs when ``batch_size`` is set.
 
     tol : float, default=1e-4
         Stop when the loss (in nats for the log loss) changes by less than
@@ -257,8 +259,9 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         "What the budget counts").
 
     n_iter_ : int
-        Number of IHT iterations run (epochs with ``batch_size``; calls of
-        ``partial_fit``).
+        Number of IHT iterations run, summed over the stages of the fit (so
+        it can exceed ``max_iter``, which bounds each stage; epochs with
+        ``batch_size``; calls of ``partial_fit``).
 
     loss_ : float
         Final loss (mean over samples, weighted), plus the penalty.

@@ -122,8 +122,11 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         every iteration on all the rows.
 
     max_iter : int, default=100
-        Maximum number of IHT iterations (one full-gradient pass each) of
-        each ``progressive`` stage, or of epochs when ``batch_size`` is set.
+        Maximum number of IHT iterations (one full-gradient pass each) of each
+        stage of the fit (each ``progressive`` stage; with several outputs,
+        the fit at the budget after a fused start of at most 10 iterations and
+        three wider stages of at most 15; each hidden layer's), or of epochs
+        when ``batch_size`` is set.
 
     tol : float, default=1e-4
         Stop when the relative change of the loss over one iteration is below
@@ -266,8 +269,9 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         user guide, "What the budget counts").
 
     n_iter_ : int
-        Number of IHT iterations run (epochs with ``batch_size``; calls of
-        ``partial_fit``).
+        Number of IHT iterations run, summed over the stages of the fit (so
+        it can exceed ``max_iter``, which bounds each stage; epochs with
+        ``batch_size``; calls of ``partial_fit``).
 
     loss_ : float
         Final loss, ``sum_i w_i ||f(x_i) - y_i||^2 / 2`` with normalised

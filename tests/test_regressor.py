@@ -146,8 +146,8 @@ def test_several_outputs_recover_planted_networks():
     # networks: the joint IHT starts wider than the budget, refitted by
     # Gauss-Newton (conjugate gradients).  Each fit is a non-convex path that
     # other BLAS kernels can send elsewhere, so the median is asserted: 83.0
-    # dB with the swaps of lost units (47.9 before them; 45.7 and 44.3 with
-    # Haswell kernels before the per-output support systems); started at the
+    # dB with the swaps of lost units (83.0 with Haswell kernels, 81.8 with
+    # Sandybridge; 47.9 before them); started at the
     # budget and refitted by gradient steps, 40.1 (42.0 with Sandybridge
     # kernels).
     scores = []

@@ -146,10 +146,10 @@ def test_several_outputs_recover_planted_networks():
     # networks: the joint IHT starts wider than the budget, refitted by
     # Gauss-Newton (conjugate gradients).  Each fit is a non-convex path that
     # other BLAS kernels can send elsewhere, so the median is asserted: 83.0
-    # dB with the swaps of lost units (83.0 with Haswell kernels, 81.8 with
-    # Sandybridge; 47.9 before them); started at the
-    # budget and refitted by gradient steps, 40.1 (42.0 with Sandybridge
-    # kernels).
+    # dB with the swaps of lost units (83.0 with Haswell or SkylakeX kernels
+    # and with one numba thread, 81.8 with Sandybridge; 47.9 before them);
+    # started at the budget and refitted by gradient steps, 40.1 (42.0 with
+    # Sandybridge kernels).
     scores = []
     for seed in range(6):
         X, Y, W = make_planted_mlp(n_samples=1600, n_features=20, n_hidden=6, n_nonzero=20, n_outputs=4,
@@ -159,7 +159,7 @@ def test_several_outputs_recover_planted_networks():
         assert reg.n_nonzero_ == budget
         assert len(reg.loss_curve_) == reg.n_iter_ < reg.max_iter
         scores.append(psnr_score(Y[800:], reg.predict(X[800:])))
-    assert np.median(scores) > 43
+    assert np.median(scores) > 55
 
 
 def test_several_outputs_never_end_above_the_constant_model():

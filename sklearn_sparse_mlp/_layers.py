@@ -653,8 +653,8 @@ class FusedLayer:
         time, as its repeats would be), exact for the squared loss (PRESS);
         the loss of those outputs is returned (len(alphas)), or None without
         a support.  An ``alpha`` whose refit spends more than
-        ``ALO_MAX_DF_SHARE`` of the rows on one output (degrees of freedom,
-        the intercept's included) scores inf, unless every one does (then the
+        ``ALO_MAX_DF_SHARE`` of the rows (counted by their sample weights) on
+        one output (degrees of freedom, the intercept's included) scores inf, unless every one does (then the
         largest alpha alone is scored): see ALO_MAX_DF_SHARE.
         """
         if self.idx.size == 0:
@@ -706,9 +706,10 @@ class FusedLayer:
                                  np.array(q_off[:-1], dtype=np.int64), abar, WQ, invd, zbar, s0inv, prob.kind,
                                  point.F, b)
         # Degrees of freedom of each output's refit (the trace of its hat
-        # matrix) for every alpha.
+        # matrix) for every alpha, against the rows counted as the penalty
+        # counts them (a row of weight 2 is two rows, as its repeats are).
         df = np.add.reduceat(evals[None, :] * invd, bounds[:-1], axis=1).max(axis=1) + bool(prob.fit_intercept)
-        flexible = df > ALO_MAX_DF_SHARE * blocks.n
+        flexible = df > ALO_MAX_DF_SHARE * blocks.weight_total
         flexible[int(np.argmin(df))] = False
         return np.where(flexible, np.inf, scores)
 

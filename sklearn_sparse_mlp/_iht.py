@@ -552,15 +552,15 @@ def _fill(prob, point, ctl, keys, g, w, s):
 def _enter_units(prob, point, ctl, s, room=None):
     """Budget left free in a factored layer: new units enter
     (``FactoredLayer.entering``) and the network is refitted on its support.
-    ``room``: the point with entries removed to make room for them (a swap;
-    by default ``point``).  The new Point, or None if neither of two step
+    ``room``: the layer with entries removed to make room for them (a swap;
+    by default ``point``'s).  The new Point, or None if neither of two step
     sizes lowers the loss below ``point``'s (not tried again on the same
     support and budget)."""
     layer = point.layer
     attempt = (room is None, layer.units.tobytes(), layer.nnz, s)
     if ctl.fill_failed == attempt:
         return None
-    room = point if room is None else room
+    room = point if room is None else prob.evaluate(room, point.b)
     entering = room.layer.entering(prob, room, s - room.layer.nnz)
     if entering is not None:
         grown, step = entering
@@ -595,8 +595,7 @@ def _swap_unit(prob, point, ctl):
     layer = point.layer
     if layer.kind != "factored" or not 0 < layer.units.size < layer.p or ctl.s - layer.nnz >= 2:
         return None
-    room = layer.truncate(max(layer.nnz - layer.entries_per_unit(), 0))
-    return _enter_units(prob, point, ctl, ctl.s, prob.evaluate(room, point.b))
+    return _enter_units(prob, point, ctl, ctl.s, layer.truncate(max(layer.nnz - layer.entries_per_unit(), 0)))
 
 
 def _with_biases(prob, layer, keys, vals, s):

@@ -654,8 +654,9 @@ class FusedLayer:
         the loss of those outputs is returned (len(alphas)), or None without
         a support.  An ``alpha`` whose refit spends more than
         ``ALO_MAX_DF_SHARE`` of the rows (counted by their sample weights) on
-        one output (degrees of freedom, the intercept's included) scores inf, unless every one does (then the
-        largest alpha alone is scored): see ALO_MAX_DF_SHARE.
+        one output (degrees of freedom, the intercept's included) scores inf,
+        unless every one does (then the largest alpha alone is scored): see
+        ALO_MAX_DF_SHARE.
         """
         if self.idx.size == 0:
             return None

@@ -995,9 +995,11 @@ def _alo_sums(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit, fb_
     """Per block, for each penalty ``c`` (a row of ``WQ`` and ``invd``): the
     approximate leave-one-out loss ``sum_i sw_i l(eta_i + u g_i q_i /
     (1 - u v_i q_i), Y_i)`` of the penalised working least squares on the
-    support (see ``FusedLayer.alo``); ``u`` is the normalised weight of one
-    sample, so that a row of weight 2 counts as two rows left out one at a
-    time (weighting a sample equals repeating it).
+    support (see ``FusedLayer.alo``); ``u_i = min(sw_i, unit)`` is the
+    normalised weight left out of row i, ``unit`` that of one sample: a row
+    of weight 2 counts as two rows left out one at a time (weighting a sample
+    equals repeating it), a row of weight below one is left out whole (so
+    that weights scaled to sum to one leave out rows, not all the data).
 
     Base column u (a first-layer entry, ``D[b_unit[u]] x_f``) belongs to the
     group of ``gstart`` that holds it, the group of output ``group_out[g]``;
@@ -1048,6 +1050,7 @@ def _alo_sums(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit, fb_
                 w = weight(sw, r)
                 if w == 0.0:
                     continue
+                ur = min(w, unit)
                 outputs_row(F, b, r, f)
                 if kind == SQUARED:
                     for l in range(k):
@@ -1076,8 +1079,8 @@ def _alo_sums(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit, fb_
                     else:
                         row_probabilities(kind, eta, P)
                     for l in range(k):
-                        den = max(1.0 - unit * v[l] * q[l], 1e-3)
-                        loo[l] = eta[l] + unit * (P[l] - Y[r, l]) * q[l] / den
+                        den = max(1.0 - ur * v[l] * q[l], 1e-3)
+                        loo[l] = eta[l] + ur * (P[l] - Y[r, l]) * q[l] / den
                     acc[c] += w * row_loss(kind, loo, Y[r])
         for c in range(n_c):
             Lp[blk, c] = acc[c]
@@ -1661,7 +1664,10 @@ class RowBlocks:
         self.Y = None if Y is None else np.ascontiguousarray(Y, dtype=np.float64)
         self.k = None if Y is None else self.Y.shape[1]
         # The weight given to every row when they are all equal (1 without
-        # weights), else None.
+        # weights), else None.  ``row_count``: the number of samples the rows
+        # stand for, a row of weight w >= 1 counted as w samples (its
+        # repeats) and a row of positive weight below one as one; the rows
+        # left out by ``alo_sums`` are counted so.
         self.unit_weight = None
         if Y is not None:
             sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -1675,6 +1681,7 @@ class RowBlocks:
                     weight_total = self.n * self.unit_weight
                 self.weight_total = float(weight_total)
                 self.sw = np.full(1, self.unit_weight / self.weight_total)
+                self.row_count = self.n * max(self.unit_weight, 1.0)
             else:
                 if weight_total is None:
                     # Summed block by block, in order: a dask fit whose
@@ -1684,6 +1691,7 @@ class RowBlocks:
                                                          zip(self.starts[:-1], self.starts[1:])]))
                 self.weight_total = float(weight_total)
                 self.sw = np.ascontiguousarray(sw / self.weight_total)
+                self.row_count = float(np.maximum(sw[sw > 0], 1.0).sum())
         self.cache = _PatternCache(self.n, self.q, cache_bytes)
 
     def row_bytes(self):

@@ -405,7 +405,12 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
             Class labels, or a multilabel indicator matrix.
         sample_weight : array-like of shape (n_samples,), default=None
             Nonnegative weights of the samples (multiplied by the class
-            weights).
+            weights).  A weight counts as that many repeats of the sample:
+            a float ``alpha`` is a penalty per unit of weight, as in
+            MLPClassifier, so that weights scaled up weaken it.
+            ``alpha="auto"`` leaves out one unit of a row's weight at a
+            time, or the whole row when its weight is below one, so that
+            weights scaled to sum to one choose about as unit weights do.
 
         Returns
         -------

@@ -158,15 +158,16 @@ def _make_part(x, y, sw, targets):
 
 def _part_stats(part):
     """(rows, total weight, finite X, finite Y, max |X|, a negative weight,
-    finite weights)."""
+    finite weights, samples counted as ``RowBlocks.row_count``)."""
     X, Y, sw = part.X, part.Y, part.sw
     values = X.data if sp.issparse(X) else X
     x_max = max(float(values.max()), -float(values.min())) if values.size else 0.0
     total = float(X.shape[0]) if sw is None else float(sw.sum())
     negative = sw is not None and bool(np.any(sw < 0))
     finite_w = sw is None or bool(np.all(np.isfinite(sw)))
+    count = float(X.shape[0]) if sw is None else float(np.maximum(sw[sw > 0], 1.0).sum())
     return (X.shape[0], total, bool(np.isfinite(x_max)), bool(np.all(np.isfinite(Y))), x_max, negative,
-            finite_w)
+            finite_w, count)
 
 
 _FIRST = "first"  # a step's ``out`` (id, _FIRST): see BlockHost.run
@@ -321,7 +322,7 @@ class DaskRowBlocks:
 
     is_sparse = False
 
-    def __init__(self, hosts, remote, n, d, k, has_bias, dtype, weight_total):
+    def __init__(self, hosts, remote, n, d, k, has_bias, dtype, weight_total, row_count):
         self.hosts = hosts
         self.remote = remote
         self.n_parts = sum(len(h[1]) for h in hosts)
@@ -330,6 +331,7 @@ class DaskRowBlocks:
         self.q = self.d + int(self.has_bias)
         self.dtype = np.dtype(dtype)
         self.weight_total = float(weight_total)
+        self.row_count = float(row_count)
         self.sw = _OWN_WEIGHTS
         self.n_calls = 0
         self._free = []
@@ -682,7 +684,8 @@ def row_blocks(X, y, sample_weight, targets, k, has_bias, n_threads):
         # The actors live as long as their futures: the blocks keep them.
         hosts = [(fut.result(), idx, fut) for fut, idx in zip(futures, by_worker.values())]
     del parts
-    return DaskRowBlocks(hosts, client is not None, n, X.shape[1], k, has_bias, dtype, total)
+    count = float(ordered_sum(np.array([s[7] for s in stats])))
+    return DaskRowBlocks(hosts, client is not None, n, X.shape[1], k, has_bias, dtype, total, count)
 
 
 def _predict_chunk(x, est, method):

@@ -1037,8 +1037,9 @@ class AlphaSelection:
 
 def interpolation_floor(prob, s, b0=None):
     """The loss of the constant model (no weights, intercept fitted) when
-    the budget ``s`` is at least the number of samples (the sum of the sample
-    weights: weighting a row equals repeating it), else 0.
+    the budget ``s`` is at least the number of samples (``row_count``: a
+    row of weight w >= 1 counts as its w repeats, one of weight below one as
+    one row), else 0.
 
     With that many weights the network can fit the rows exactly: the loss
     then keeps shrinking by small relative steps long after the fit has
@@ -1050,7 +1051,7 @@ def interpolation_floor(prob, s, b0=None):
     relative rules: loosened too, they left a weighted fit and the fit on
     repeated rows 1e-6 apart (scikit-learn's sample-weight check, Haswell and
     Sandybridge kernels)."""
-    if s < prob.blocks.weight_total:
+    if s < prob.blocks.row_count:
         return 0.0
     return abs(prob.constant_loss(b0))
 

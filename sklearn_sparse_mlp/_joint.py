@@ -377,9 +377,10 @@ def alo_losses(obj, net, l2_grid):
     refit ``eta``, and each row's leave-one-out outputs follow from the
     one-step formula of Rad & Maleki (2020),
     ``eta_i + K_i (I - H_i K_i)^{-1} g_i`` with ``K_i = u J_i M^{-1} J_i^T``
-    (``M`` the penalised Gauss-Newton matrix, ``u`` the normalised weight of
-    one sample, ``H_i`` and ``g_i`` the loss's curvature and gradient at
-    ``eta_i``); exact (PRESS) for the squared loss of a linear model.
+    (``M`` the penalised Gauss-Newton matrix, ``u`` the normalised weight
+    left out of row i as in ``RowBlocks.alo_sums``: one sample's, or the
+    whole row's when its weight is below one; ``H_i`` and ``g_i`` the
+    loss's curvature and gradient at ``eta_i``); exact (PRESS) for the squared loss of a linear model.
     Returns the losses (len(l2_grid)) of those outputs, or None when the
     support is empty or the matrix too costly to form.
     """
@@ -432,7 +433,7 @@ def alo_losses(obj, net, l2_grid):
         if bi.size:
             deltas[a, bi] = -Bi @ (rb + G[np.ix_(bi, wi)] @ dw)
     invd = 1.0 / (e[None, :] + l2[:, None])  # n_l2 x P_w
-    u = 1.0 / obj.n_units
+    u = np.minimum(sw, 1.0 / obj.n_units)
     out = np.zeros(l2.size)
     eye = np.eye(k)
     for r in rows:
@@ -446,7 +447,7 @@ def alo_losses(obj, net, l2_grid):
             step = J @ deltas[a]  # c x k
             eta = F + step
             g_a = g + np.einsum("iop,ip->io", H, step)
-            K = u * (np.matmul(Z * invd[a], Zt) + C)  # c x k x k
+            K = u[r, None, None] * (np.matmul(Z * invd[a], Zt) + C)  # c x k x k
             A = eye - H @ K
             loo = eta + np.einsum("iop,ip->io", K, np.linalg.solve(A, g_a[:, :, None])[..., 0])
             out[a] += obj.loss.value(loo, Y[r], sw[r])

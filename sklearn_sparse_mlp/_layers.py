@@ -649,11 +649,11 @@ class FusedLayer:
         sample weight) the penalised refit and its leverages give each row's
         leave-one-out output by the one-step formula of Rad & Maleki (2020),
         ``eta_i + u g_i q_i / (1 - u v_i q_i)`` (``u`` the normalised weight
-        of one sample: a weighted row is left out one unit of weight at a
-        time, as its repeats would be), exact for the squared loss (PRESS);
-        the loss of those outputs is returned (len(alphas)), or None without
-        a support.  An ``alpha`` whose refit spends more than
-        ``ALO_MAX_DF_SHARE`` of the rows (counted by their sample weights) on
+        left out: a weighted row is left out one unit of weight at a time, as
+        its repeats would be, and a row of weight below one whole), exact for
+        the squared loss (PRESS); the loss of those outputs is returned
+        (len(alphas)), or None without a support.  An ``alpha`` whose refit
+        spends more than ``ALO_MAX_DF_SHARE`` of the rows (``row_count``) on
         one output (degrees of freedom, the intercept's included) scores inf,
         unless every one does (then the largest alpha alone is scored): see
         ALO_MAX_DF_SHARE.
@@ -707,10 +707,10 @@ class FusedLayer:
                                  np.array(q_off[:-1], dtype=np.int64), abar, WQ, invd, zbar, s0inv, prob.kind,
                                  point.F, b)
         # Degrees of freedom of each output's refit (the trace of its hat
-        # matrix) for every alpha, against the rows counted as the penalty
-        # counts them (a row of weight 2 is two rows, as its repeats are).
+        # matrix) for every alpha, against the rows counted as they are left
+        # out (a row of weight 2 is two rows, as its repeats are).
         df = np.add.reduceat(evals[None, :] * invd, bounds[:-1], axis=1).max(axis=1) + bool(prob.fit_intercept)
-        flexible = df > ALO_MAX_DF_SHARE * blocks.weight_total
+        flexible = df > ALO_MAX_DF_SHARE * blocks.row_count
         flexible[int(np.argmin(df))] = False
         return np.where(flexible, np.inf, scores)
 

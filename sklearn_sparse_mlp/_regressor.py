@@ -360,7 +360,13 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Target values.
         sample_weight : array-like of shape (n_samples,), default=None
-            Nonnegative weights of the samples.
+            Nonnegative weights of the samples.  A weight counts as that
+            many repeats of the sample: a float ``alpha`` is a penalty per
+            unit of weight, as in MLPRegressor, so that weights scaled up
+            weaken it.  ``alpha="auto"`` leaves out one unit of a row's
+            weight at a time, or the whole row when its weight is below
+            one, so that weights scaled to sum to one choose about as unit
+            weights do.
 
         Returns
         -------

@@ -178,8 +178,9 @@ def test_jacobians_match_finite_differences_of_the_outputs(sparse_X, monkeypatch
 
 
 def _exact_loo_of_the_quadratic_model(obj, net, l2):
-    """Leave each row out (one unit of its weight) of the penalised quadratic
-    model of the loss at ``net`` and score its outputs with the true loss."""
+    """Leave each row out (one unit of its weight, or all of it when below
+    one) of the penalised quadratic model of the loss at ``net`` and score
+    its outputs with the true loss."""
     masks = net.support()
     n_layers = len(net.coefs)
     F, Jac = _joint._jacobians(obj.X, net.coefs, net.intercepts, masks)
@@ -187,11 +188,10 @@ def _exact_loo_of_the_quadratic_model(obj, net, l2):
     g = obj.loss.gradient(F, obj.Y, np.ones(F.shape[0]))
     theta = _joint._flatten(net.params, masks)
     D = np.diag(np.concatenate([np.full(int(m.sum()), float(i < n_layers)) for i, m in enumerate(masks)]))
-    u = 1.0 / obj.n_units
     total = 0.0
     for i in range(F.shape[0]):
         w = obj.sw.copy()
-        w[i] -= u
+        w[i] -= min(w[i], 1.0 / obj.n_units)
         M = np.einsum("i,iop,ioq,iqr->pr", w, Jac, H, Jac) + l2 * D
         r = np.einsum("i,iop,io->p", w, Jac, g) + l2 * D @ theta
         delta = np.linalg.lstsq(M, -r, rcond=None)[0]
@@ -199,16 +199,23 @@ def _exact_loo_of_the_quadratic_model(obj, net, l2):
     return total
 
 
+@pytest.mark.parametrize("weights", ["integer", "fractional"])
 @pytest.mark.parametrize("kind, k", [("squared", 1), ("squared", 2), ("logistic", 1), ("softmax", 3)])
-def test_alo_is_the_leave_one_out_of_the_linearised_penalised_refit(kind, k, monkeypatch):
-    # Row chunks of a few rows, integer sample weights (a weighted row is
-    # left out one unit of weight at a time, as its repeats would be).
+def test_alo_is_the_leave_one_out_of_the_linearised_penalised_refit(kind, k, weights, monkeypatch):
+    # Row chunks of a few rows; integer sample weights (a weighted row is
+    # left out one unit of weight at a time, as its repeats would be) or
+    # those weights scaled down, some below one (such a row is left out
+    # whole).  The same network either way: leaving out the only row that
+    # sees a parameter has no defined refit (leverage 1).
     monkeypatch.setattr(_joint, "_CHUNK_VALUES", 200)
     rng = np.random.RandomState(0)
     n, sizes = 80, [4, 5, 3, k]
     X = rng.randn(n, sizes[0])
     Y, loss = _targets(rng, kind, n, k)
-    obj = DeepObjective(X, Y, rng.randint(1, 4, n).astype(float), loss, 0.0)
+    sw = rng.randint(1, 4, n).astype(float)
+    if weights == "fractional":
+        sw *= np.random.RandomState(1).uniform(0.3, 1.0, n)
+    obj = DeepObjective(X, Y, sw, loss, 0.0)
     net = _Network(*_sparse_net(rng, sizes), True)
     l2s = [1e-3, 0.1, 3.0]
     alo = _joint.alo_losses(obj, net, l2s)

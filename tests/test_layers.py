@@ -170,12 +170,14 @@ def test_top_s_breaks_ties_by_key():
     assert top_s(values, keys, 4).tolist() == [1, 2, 3, 4]  # |1| twice: key 1 before key 10
 
 
-def _explicit_alo(layer, X, Y, point, kind, alphas, df=None):
+def _explicit_alo(layer, X, Y, point, kind, alphas, df=None, weights=None):
     """The approximate leave-one-out loss of ``FusedLayer.alo`` from the
     explicitly built support columns (dense linear algebra, one system per
     output): a slow independent implementation.  ``df``: a list that
     receives each alpha's degrees of freedom per output (the traces of the
-    hat matrices, the intercept's included)."""
+    hat matrices, the intercept's included).  ``weights``: the sample
+    weights; a row is left out one unit of weight at a time, or whole when
+    its weight is below one."""
     from scipy.special import expit, logsumexp, softmax
 
     from sklearn_sparse_mlp._operator import decode
@@ -185,7 +187,10 @@ def _explicit_alo(layer, X, Y, point, kind, alphas, df=None):
     Xt = np.hstack([X, np.ones((n, 1))])
     D = Xt @ layer.gates(active) >= 0
     A = np.stack([D[:, pos[e]] * Xt[:, feat[e]] for e in range(pos.size)], axis=1)
-    sw = np.full(n, 1.0 / n)
+    weights = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    total = weights.sum()
+    sw = weights / total
+    u = np.minimum(weights, 1.0) / total
     eta0 = point.F + point.b
     probs = {0: lambda e: e, 1: expit, 2: lambda e: softmax(e, axis=1)}[kind]
     P0 = probs(eta0)
@@ -199,12 +204,12 @@ def _explicit_alo(layer, X, Y, point, kind, alphas, df=None):
             w = sw * v[:, l]
             Ab = np.hstack([A[:, cols], np.ones((n, 1))])
             M = Ab.T @ (w[:, None] * Ab)
-            M[:-1, :-1] += a / n * np.eye(cols.size)
+            M[:-1, :-1] += a / total * np.eye(cols.size)
             eta[:, l] = Ab @ np.linalg.solve(M, Ab.T @ (w * z[:, l]))
             q[:, l] = np.einsum("ij,jk,ik->i", Ab, np.linalg.inv(M), Ab)
         if df is not None:
             df.append((sw[:, None] * v * q).sum(axis=0))
-        loo = eta + sw[:, None] * (probs(eta) - Y) * q / np.maximum(1 - sw[:, None] * v * q, 1e-3)
+        loo = eta + u[:, None] * (probs(eta) - Y) * q / np.maximum(1 - u[:, None] * v * q, 1e-3)
         if kind == 0:
             row = 0.5 * ((loo - Y) ** 2).sum(axis=1)
         elif kind == 1:
@@ -215,9 +220,9 @@ def _explicit_alo(layer, X, Y, point, kind, alphas, df=None):
     return np.array(losses)
 
 
-def _alo_case(case, n):
-    """A fused layer of 25 random entries on n rows for the ALO tests:
-    (layer, X, Y, point, kind, prob)."""
+def _alo_case(case, n, weights=None):
+    """A fused layer of 25 random entries on n rows (with sample ``weights``)
+    for the ALO tests: (layer, X, Y, point, kind, prob)."""
     from sklearn_sparse_mlp._layers import FusedLayer
     from sklearn_sparse_mlp._losses import LogisticLoss
 
@@ -234,7 +239,8 @@ def _alo_case(case, n):
         Y, loss, kind = np.eye(3)[rng.integers(0, 3, n)], SoftmaxLoss(), 2
     idx = np.unique(rng.choice(p * q * k, 25, replace=False))
     layer = FusedLayer(p, q, k, idx, rng.standard_normal(idx.size), Gates(5, q, True))
-    prob = Problem(RowBlocks(X, True, Y), loss, True, 1.0 / n)
+    blocks = RowBlocks(X, True, Y, weights)
+    prob = Problem(blocks, loss, True, 1.0 / blocks.weight_total)
     point = prob.evaluate(layer, np.zeros(k))
     return layer, X, Y, point, kind, prob
 
@@ -247,6 +253,28 @@ def test_alo_against_explicit_columns(case):
     alphas = np.logspace(-3, 3, 7)
     got = layer.alo(prob, point, alphas)
     np.testing.assert_allclose(got, _explicit_alo(layer, X, Y, point, kind, alphas), rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["squared", "squared, 2 outputs", "logistic", "softmax"])
+def test_alo_leaves_out_a_unit_of_weight_or_a_lighter_row_whole(case):
+    """With sample weights, a row of weight w >= 1 is left out one unit of
+    weight at a time (as its repeats would be) and a row below one whole:
+    the kernels agree with the explicit columns, and weights that are all
+    below one give the same scores when scaled (with alpha scaled alike, the
+    same penalty): weights normalised to sum to one leave out rows, not
+    all the data."""
+    rng = np.random.default_rng(1)
+    alphas = np.logspace(-3, 3, 7)
+    weights = rng.uniform(0.2, 3.0, 300)
+    layer, X, Y, point, kind, prob = _alo_case(case, 300, weights)
+    got = layer.alo(prob, point, alphas)
+    np.testing.assert_allclose(got, _explicit_alo(layer, X, Y, point, kind, alphas, weights=weights), rtol=1e-10)
+    light = rng.uniform(0.1, 0.9, 300)
+    scores = []
+    for scale in (1.0, 1.0 / light.sum()):
+        layer, X, Y, point, kind, prob = _alo_case(case, 300, scale * light)
+        scores.append(layer.alo(prob, point, scale * alphas))
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-9)
 
 
 @pytest.mark.parametrize("case", ["squared", "squared, 2 outputs", "softmax"])

@@ -230,6 +230,24 @@ def test_alpha_auto_does_not_interpolate_a_few_rows():
         assert cross_val_score(est, X, Y, cv=KFold(3, shuffle=True, random_state=rs)).mean() > -1.5
 
 
+def test_alpha_auto_gives_weights_normalised_to_one_about_the_same_model():
+    # The leave-one-out choice left out one unit of weight per row: with
+    # weights summing to one that was all the data, alpha_=1e4 and a
+    # constant model (test R^2 -0.01; the classifier 0.75 accuracy against
+    # 0.98).  A row of weight below one is left out whole now.
+    from sklearn.datasets import load_breast_cancer, make_friedman1
+
+    w = np.random.RandomState(0).uniform(0.5, 1.5, 300)
+    X, y = make_friedman1(600, 6, noise=1.0, random_state=0)
+    Xc, yc = load_breast_cancer(return_X_y=True)
+    for est, X, y in ((SparseMLPRegressor(random_state=0, hidden_layer_sizes=(20,)), X, y),
+                      (SparseMLPClassifier(random_state=0, hidden_layer_sizes=(20,)), Xc, yc)):
+        X = StandardScaler().fit_transform(X)
+        scores = [clone(est).fit(X[:300], y[:300], sample_weight=sw).score(X[300:], y[300:])
+                  for sw in (w, w / w.sum())]
+        assert scores[1] > scores[0] - 0.03, scores
+
+
 def test_verbose_prints(planted, capsys):
     X, y, _, _ = planted
     with warnings.catch_warnings():

@@ -443,6 +443,26 @@ def test_refill_on_bounded_features_uses_the_budget():
     assert reg.n_nonzero_ >= 114
 
 
+def test_a_stopped_fit_grows_its_units_into_the_budget_left_free(monkeypatch):
+    """A fit that stops with budget free, where no new unit paid off, gives
+    its active units their largest missing entries by a short step (their
+    patterns move a little, the loss falls to first order).  diabetes, the
+    third fold of benchmarks/tabular.py: 107 of 110 weights without."""
+    from sklearn.datasets import load_diabetes
+
+    from sklearn_sparse_mlp import _iht
+
+    X, y = load_diabetes(return_X_y=True)
+    train, _ = list(KFold(3, shuffle=True, random_state=0).split(X))[2]
+    X = StandardScaler().fit_transform(X[train])
+    est = SparseMLPRegressor(110, random_state=0)
+    grown = clone(est).fit(X, y[train])
+    monkeypatch.setattr(_iht, "_grow_units", lambda prob, point, ctl: None)
+    short = clone(est).fit(X, y[train])
+    assert grown.n_nonzero_ == 110 > short.n_nonzero_
+    assert grown.loss_ < short.loss_
+
+
 def test_budget_beyond_the_rows_stops_once_the_rows_are_fitted():
     """With at least as many weights as rows the network can fit them
     exactly, and the loss keeps shrinking by small relative steps: the tol

@@ -38,8 +38,10 @@ class TargetEncoder:
         self._binarizer = LabelBinarizer().fit(y)
         self.classes_ = self._binarizer.classes_
         if target_type != "multilabel-indicator" and self.classes_.size < 2:
+            label = self.classes_[0]
+            label = label.item() if isinstance(label, np.generic) else label
             raise ValueError(
-                f"The target holds only one class ({self.classes_[0]!r}): a classifier "
+                f"The target holds only one class ({label!r}): a classifier "
                 "needs samples of at least 2 classes."
             )
         self.target_type_ = target_type

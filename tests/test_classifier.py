@@ -145,7 +145,8 @@ def test_warm_start(iris):
 @pytest.mark.parametrize(
     "X, y, match",
     [
-        (np.ones((10, 2)), np.zeros(10), "only one class"),
+        (np.ones((10, 2)), np.zeros(10), r"only one class \(0.0\)"),
+        (np.ones((10, 2)), ["a"] * 10, r"only one class \(.a.\)"),
         (np.array([[np.nan, 1.0]] * 4), [0, 1, 0, 1], "NaN"),
         (np.array([[np.inf, 1.0]] * 4), [0, 1, 0, 1], "infinity"),
         (np.ones((4, 2)), [0.5, 1.5, 0.5, 2.5], "Unknown label type"),

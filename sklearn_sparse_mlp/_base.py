@@ -197,6 +197,17 @@ def _feature_spread(H, sample_weight=None):
     return np.where(np.isfinite(spread) & (spread > 1e-8 * rms), spread, 1.0)
 
 
+def _auto_unit(total, count):
+    """The unit of ``alpha="auto"``'s values (its start and grid): the sample
+    weight of one row, ``total / count`` for rows of total weight ``total``
+    that stand for ``count`` samples (``RowBlocks.row_count``).  It is 1 for
+    unit or integer weights (a weight counts as that many repeats), and for
+    weights all below one it makes the choice invariant to their scale: the
+    penalty per unit of weight (MLPRegressor's) would otherwise grow as the
+    weights shrink (weights of 1e-12 chose a constant model)."""
+    return float(total) / float(count) if count > 0 else 1.0
+
+
 def _rows(A, rows):
     return None if A is None else A[rows]
 
@@ -527,6 +538,9 @@ class BaseSparseMLP(BaseEstimator):
         stop = self._stopping(absolute_tol)
         if blocks is None:
             blocks = RowBlocks(X, self.fit_intercept, Y, sw)
+        unit = _auto_unit(blocks.weight_total, blocks.row_count)
+        if self.alpha == "auto" and not getattr(self, "_reused", False):
+            alpha *= unit
         prob = Problem(blocks, loss, self.fit_intercept, alpha / blocks.weight_total, alpha)
         if b0 is None:
             b0 = loss.start(blocks.target_mean())
@@ -558,7 +572,7 @@ class BaseSparseMLP(BaseEstimator):
             # A warm start continues the previous fit at its alpha_.
             choose = self.alpha == "auto" and (i > 0 or not self._reused)
             if i:
-                start = self.alpha_ if coupling != "shared" and loss.is_quadratic else 1.0
+                start = self.alpha_ if coupling != "shared" and loss.is_quadratic else unit
                 prob = prob.with_alpha(start if self.alpha == "auto" else float(self.alpha))
             self._solve(X, Y, sw, prob, layer, b0, ctl, stop, monitor, loss, coupling, s, t_start, choose,
                         PATH_ALO_MIN_LOSS if i and not loss.is_quadratic else 0.0)
@@ -580,7 +594,8 @@ class BaseSparseMLP(BaseEstimator):
         (``choose``: alpha="auto" is chosen, not below ``alo_min_loss``)."""
         n, q = prob.blocks.n, layer.q
         alpha = prob.alpha
-        select = AlphaSelection(alpha, min_loss=alo_min_loss) if choose else None
+        unit = _auto_unit(prob.blocks.weight_total, prob.blocks.row_count)
+        select = AlphaSelection(alpha, ALPHA_GRID * unit, min_loss=alo_min_loss) if choose else None
         t_solver = time.perf_counter()
         polish_s = 0.0
         # A regressor's shared fit of several outputs starts wide (see
@@ -749,6 +764,8 @@ class BaseSparseMLP(BaseEstimator):
             )
         p, q, s, layer, b0, ctl = self._setup(d, k, coupling, not first)
         alpha = self._alpha_start()
+        if self.alpha == "auto" and first and sw is not None:
+            alpha *= _auto_unit(sw.sum(), np.maximum(sw[sw > 0], 1.0).sum())
         self.alpha_ = alpha
         batch = n if self.batch_size is None else min(self.batch_size, n)
         total_loss, total_weight = 0.0, 0.0
@@ -975,7 +992,9 @@ class BaseSparseMLP(BaseEstimator):
                 # The penalty on every layer's weights is not the stages'
                 # penalty on fused weights: it is chosen for the joint phase,
                 # by approximate leave-one-out loss at its start.
-                l2 = alo_penalty(obj, coefs, intercepts, bool(self.fit_intercept), ALPHA_GRID)
+                count = X.shape[0] if sw is None else np.maximum(sw[sw > 0], 1.0).sum()
+                l2 = alo_penalty(obj, coefs, intercepts, bool(self.fit_intercept),
+                                 ALPHA_GRID * _auto_unit(total, count))
                 if l2 is not None:
                     obj.l2 = l2
                 if monitor is None:

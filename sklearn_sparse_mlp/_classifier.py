@@ -100,7 +100,9 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         against 0.972, the other sets within a sample or two.  A penalty
         whose refit has more degrees of freedom on one output than half the
         rows is not chosen (the support and patterns were selected on the
-        same rows; see SparseMLPRegressor).  With several
+        same rows; see SparseMLPRegressor).  With sample weights below one
+        the start and the grid are multiplied by the mean weight of a sample,
+        as in SparseMLPRegressor.  With several
         classes and the "shared" coupling the fused stage that starts the
         fit runs at 1.0, and the choice made on its network is the shared
         stage's.  Skipped (1.0 kept) when the
@@ -410,7 +412,9 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
             MLPClassifier, so that weights scaled up weaken it.
             ``alpha="auto"`` leaves out one unit of a row's weight at a
             time, or the whole row when its weight is below one, so that
-            weights scaled to sum to one choose about as unit weights do.
+            weights scaled to sum to one choose about as unit weights do
+            (its start and grid are scaled with the weights: see
+            ``alpha``).
 
         Returns
         -------

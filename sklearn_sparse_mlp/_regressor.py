@@ -167,7 +167,11 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         patterns fixed, yet they were selected on the same rows, and near
         interpolation that matters most (linnerud, 20 rows and a budget of
         70: median 3-fold R^2 -11.2 without this rule, -0.51 with it; the
-        mean of the training targets scores -0.46).  The
+        mean of the training targets scores -0.46).  With sample weights
+        below one, the start and the grid are multiplied by the mean weight
+        of a sample (the total weight over the number of samples, a row of
+        weight w >= 1 counting as w samples: 1 for unit or integer weights),
+        so that scaling such weights does not change the model.  The
         choice is skipped (1.0 kept) when the support's normal equations would
         cost more than ``2e10`` multiply-adds (``n_samples x support^2``) or
         the support has more than 4000 weights, for ``batch_size`` and for
@@ -366,7 +370,8 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
             weaken it.  ``alpha="auto"`` leaves out one unit of a row's
             weight at a time, or the whole row when its weight is below
             one, so that weights scaled to sum to one choose about as unit
-            weights do.
+            weights do (its start and grid are scaled with the weights:
+            see ``alpha``).
 
         Returns
         -------

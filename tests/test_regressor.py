@@ -248,6 +248,32 @@ def test_alpha_auto_gives_weights_normalised_to_one_about_the_same_model():
         assert scores[1] > scores[0] - 0.03, scores
 
 
+def test_alpha_auto_does_not_depend_on_the_scale_of_weights_below_one():
+    # Weights below one are left out whole by the leave-one-out choice, and
+    # "auto"'s start and grid are multiplied by the mean weight of a sample:
+    # the same model at any scale (a penalty per unit of weight grows as
+    # the weights shrink; weights of 1e-12 chose a constant model, R^2 0).
+    from sklearn.datasets import make_friedman1
+
+    X, y = make_friedman1(600, 6, noise=1.0, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    w = np.random.RandomState(0).uniform(0.2, 0.9, 300)
+    est = SparseMLPRegressor(random_state=0, hidden_layer_sizes=(20,))
+    fits = [clone(est).fit(X[:300], y[:300], sample_weight=c * w) for c in (1.0, 1e-12)]
+    np.testing.assert_allclose(fits[1].predict(X[300:]), fits[0].predict(X[300:]), rtol=1e-8)
+    assert fits[1].alpha_ == pytest.approx(1e-12 * fits[0].alpha_)
+    # Equal weights, however small, are no weights.
+    plain = clone(est).fit(X[:300], y[:300])
+    tiny = clone(est).fit(X[:300], y[:300], sample_weight=np.full(300, 1e-12))
+    np.testing.assert_allclose(tiny.predict(X[300:]), plain.predict(X[300:]), rtol=1e-8)
+    # partial_fit starts at the scaled 1.0 too (it makes no choice).
+    steps = [clone(est), clone(est)]
+    for _ in range(3):
+        steps[0].partial_fit(X[:300], y[:300])
+        steps[1].partial_fit(X[:300], y[:300], sample_weight=np.full(300, 0.01))
+    np.testing.assert_allclose(steps[1].predict(X[300:]), steps[0].predict(X[300:]), rtol=1e-8)
+
+
 def test_verbose_prints(planted, capsys):
     X, y, _, _ = planted
     with warnings.catch_warnings():

@@ -108,7 +108,7 @@ PATH_ALO_MIN_LOSS = 0.01
 
 def _start_stage(stop):
     """The stopping rules of the fused stage that starts a shared fit."""
-    return dataclasses.replace(stop, max_iter=min(stop.max_iter, SHARED_START_ITER))
+    return dataclasses.replace(stop, max_iter=min(stop.max_iter, SHARED_START_ITER), grow=False)
 
 
 def _minibatches(n, batch_size):

@@ -523,13 +523,10 @@ def _fill(prob, point, ctl, keys, g, w, s):
         q, k = layer.q, layer.k
         lone_bias = ((keys[off] // k) % q == q - 1) & ~np.isin(keys[off] // (q * k), layer.units)
         off = off[~lone_bias]
-    new = off[top_s(g[off], keys[off], s - layer.nnz)]
-    new = new[g[new] != 0.0]
+    new, mu = _largest_entries(prob, layer, keys, g, off, s)
     if new.size == 0:
         return None
-    gn = g[new]
-    denom = prob.curvature(layer, keys[new], gn)
-    mu = float(gn @ gn) / denom if denom > 0 else ctl.mu_prev
+    mu = ctl.mu_prev if mu is None else mu
     cand = _try_entries(prob, point, ctl, keys, g, w, s, [(new, mu), (new, 0.25 * mu)])
     if cand is None:
         ctl.fill_failed = attempt
@@ -564,7 +561,7 @@ def _grow_units(prob, point, ctl):
     (``_fill`` found no new units that pay off): the active units' largest
     off-support gradient entries enter by a short step (FILL_SHORT_STEP of
     the normalised one), their patterns moving a little, and the loss
-    falls to first order.  The new Point, or None."""
+    falls to first order.  The new Point (for the final polish), or None."""
     layer = point.layer
     s = ctl.s
     if layer.kind != "fused" or not _exact(ctl, layer) or layer.nnz >= s or not layer.units.size:
@@ -572,15 +569,23 @@ def _grow_units(prob, point, ctl):
     keys, g, w, _ = layer.candidates(prob, point, s)
     off = np.flatnonzero(w == 0.0)
     off = off[np.isin(keys[off] // (layer.q * layer.k), layer.units)]
+    new, mu = _largest_entries(prob, layer, keys, g, off, s)
+    if mu is None:
+        return None
+    return _try_entries(prob, point, ctl, keys, g, w, s, [(new, FILL_SHORT_STEP * mu)])
+
+
+def _largest_entries(prob, layer, keys, g, off, s):
+    """The positions among ``off`` of the ``s - layer.nnz`` largest nonzero
+    gradient entries, and the normalised step along them (None without
+    curvature or entries)."""
     new = off[top_s(g[off], keys[off], s - layer.nnz)]
     new = new[g[new] != 0.0]
     if new.size == 0:
-        return None
+        return new, None
     gn = g[new]
     denom = prob.curvature(layer, keys[new], gn)
-    if not denom > 0:
-        return None
-    return _try_entries(prob, point, ctl, keys, g, w, s, [(new, FILL_SHORT_STEP * float(gn @ gn) / denom)])
+    return new, (float(gn @ gn) / denom if denom > 0 else None)
 
 
 # The step of _grow_units, a share of the normalised step.  Default fits
@@ -1002,6 +1007,10 @@ class Stopping:
     absolute_tol: bool = False
     verbose: int = 0
     print_fn: object = field(default=print)
+    # Whether a fit that stops with budget free grows into it (_grow_units):
+    # not in the fused stage that starts a shared fit, whose network is
+    # factored and fitted on.
+    grow: bool = True
 
 
 def _report(stop, it, point, mu):
@@ -1155,11 +1164,16 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None, final=True):
                 if stop.verbose:
                     stop.print_fn(f"alpha = {select.alpha:.3g} (approximate leave-one-out), loss = {point.L:.8g}")
         if final and reason in SWAP_REASONS:
-            swapped = _swap_unit(prob, point, ctl) or _grow_units(prob, point, ctl)
+            swapped = _swap_unit(prob, point, ctl)
             if swapped is not None:
                 # A new support: the stopping rules start afresh.
                 point, reason, stable = swapped, None, 0
                 tol_rule = ToleranceRule(stop.tol, stop.absolute_tol, stop.n_iter_no_change, floor)
+            else:
+                # The fit stops; the polish refits the grown support.  Going
+                # on from it (the rules reset) cost breast_cancer's 3 folds
+                # 30% more time (0.53 -> 0.69 s a fold) for the same accuracy.
+                point = (_grow_units(prob, point, ctl) if stop.grow else None) or point
         if reason is not None:
             converged = reason != "max_iter"
             break

@@ -198,8 +198,8 @@ def _feature_spread(H, sample_weight=None):
 
 
 def _auto_unit(total, count):
-    """The unit of ``alpha="auto"``'s values (its start and grid): the sample
-    weight of one row, ``total / count`` for rows of total weight ``total``
+    """The unit of ``alpha="auto"``'s values (its start and grid): the mean
+    weight of a sample, ``total / count`` for rows of total weight ``total``
     that stand for ``count`` samples (``RowBlocks.row_count``).  It is 1 for
     unit or integer weights (a weight counts as that many repeats), and for
     weights all below one it makes the choice invariant to their scale: the

@@ -380,7 +380,8 @@ def alo_losses(obj, net, l2_grid):
     (``M`` the penalised Gauss-Newton matrix, ``u`` the normalised weight
     left out of row i as in ``RowBlocks.alo_sums``: one sample's, or the
     whole row's when its weight is below one; ``H_i`` and ``g_i`` the
-    loss's curvature and gradient at ``eta_i``); exact (PRESS) for the squared loss of a linear model.
+    loss's curvature and gradient at ``eta_i``); exact (PRESS) for the
+    squared loss of a linear model.
     Returns the losses (len(l2_grid)) of those outputs, or None when the
     support is empty or the matrix too costly to form.
     """

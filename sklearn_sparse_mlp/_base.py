@@ -20,7 +20,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._blocks import TILE, RowBlocks
+from ._blocks import TILE, RowBlocks, sample_count
 from ._budget import counted_name, counted_nonzeros, counted_size, counts_output_weights, resolve_budget
 from ._export import path_importances
 from ._gates import Gates
@@ -765,7 +765,7 @@ class BaseSparseMLP(BaseEstimator):
         p, q, s, layer, b0, ctl = self._setup(d, k, coupling, not first)
         alpha = self._alpha_start()
         if self.alpha == "auto" and first and sw is not None:
-            alpha *= _auto_unit(sw.sum(), np.maximum(sw[sw > 0], 1.0).sum())
+            alpha *= _auto_unit(sw.sum(), sample_count(sw, n))
         self.alpha_ = alpha
         batch = n if self.batch_size is None else min(self.batch_size, n)
         total_loss, total_weight = 0.0, 0.0
@@ -992,9 +992,8 @@ class BaseSparseMLP(BaseEstimator):
                 # The penalty on every layer's weights is not the stages'
                 # penalty on fused weights: it is chosen for the joint phase,
                 # by approximate leave-one-out loss at its start.
-                count = X.shape[0] if sw is None else np.maximum(sw[sw > 0], 1.0).sum()
                 l2 = alo_penalty(obj, coefs, intercepts, bool(self.fit_intercept),
-                                 ALPHA_GRID * _auto_unit(total, count))
+                                 ALPHA_GRID * _auto_unit(total, sample_count(sw, X.shape[0])))
                 if l2 is not None:
                     obj.l2 = l2
                 if monitor is None:

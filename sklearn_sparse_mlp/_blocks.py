@@ -1613,6 +1613,13 @@ def _cache_assign(slot_unit, slot_gate, slot_tick, tick, units, gates, slots, n_
     return given, free
 
 
+def sample_count(sw, n):
+    """The number of samples that ``n`` rows of weights ``sw`` (None: equal)
+    stand for: a row of weight w >= 1 counts as w samples (its repeats), a
+    row of positive weight below one as one."""
+    return float(n) if sw is None else float(np.maximum(sw[sw > 0], 1.0).sum())
+
+
 class RowBlocks:
     """The rows of a fit (or of a prediction), cut into fixed row blocks.
 
@@ -1691,7 +1698,7 @@ class RowBlocks:
                                                          zip(self.starts[:-1], self.starts[1:])]))
                 self.weight_total = float(weight_total)
                 self.sw = np.ascontiguousarray(sw / self.weight_total)
-                self.row_count = float(np.maximum(sw[sw > 0], 1.0).sum())
+                self.row_count = sample_count(sw, self.n)
         self.cache = _PatternCache(self.n, self.q, cache_bytes)
 
     def row_bytes(self):

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ._blocks import (CACHE_BYTES, RowBlocks, block_starts, combine_keys, merge_centred,
-                      merge_product)
+from ._blocks import (CACHE_BYTES, RowBlocks, block_starts, combine_keys, merge_centred, merge_product,
+                      sample_count)
 from ._losses import newton_intercept, ordered_sum
 
 
@@ -165,7 +165,7 @@ def _part_stats(part):
     total = float(X.shape[0]) if sw is None else float(sw.sum())
     negative = sw is not None and bool(np.any(sw < 0))
     finite_w = sw is None or bool(np.all(np.isfinite(sw)))
-    count = float(X.shape[0]) if sw is None else float(np.maximum(sw[sw > 0], 1.0).sum())
+    count = sample_count(sw, X.shape[0])
     return (X.shape[0], total, bool(np.isfinite(x_max)), bool(np.all(np.isfinite(Y))), x_max, negative,
             finite_w, count)
 

@@ -192,6 +192,60 @@ def hessian_rows(kind, F, b, sw, W):
                     W[i, l] = weight(sw, i) * P[l] * (1.0 - P[l])
 
 
+@njit(cache=True)
+def _softmax_shift(b):
+    """``(exp(b - max b), max b)``: the intercept's factor of the softmax
+    exponentials ``exp(F_il + b_l - shift_i) = exp(F_il - max_l F_il)
+    exp(b_l - max b)`` (b is kept in [-_B_MAX, _B_MAX], so no factor
+    underflows)."""
+    c = b[0]
+    for l in range(1, b.shape[0]):
+        c = max(c, b[l])
+    return np.exp(b - c), c
+
+
+@njit(cache=True, inline="always")
+def _row_exponentials(F, i, E):
+    """``E = exp(F_i - max F_i)``; returns ``max F_i``."""
+    k = F.shape[1]
+    mx = F[i, 0]
+    for l in range(1, k):
+        mx = max(mx, F[i, l])
+    for l in range(k):
+        E[l] = np.exp(F[i, l] - mx)
+    return mx
+
+
+@njit(cache=True, inline="always")
+def _softmax_row_sums(F, i, mx, P, b, eb, c, y, w, g, h):
+    """One softmax row of ``intercept_sums`` from its exponentials
+    ``P = exp(F_i - mx)`` (overwritten by its probabilities at ``F_i + b``):
+    adds its gradient to ``g`` and its Hessian's upper triangle to ``h``,
+    returns its weighted loss.  The intercept enters through ``exp(b - c)``
+    (``_softmax_shift``), so a pass costs one logarithm a row, no
+    exponential, once the rows' exponentials are kept."""
+    k = P.shape[0]
+    se = 0.0
+    for l in range(k):
+        P[l] *= eb[l]
+        se += P[l]
+    top = mx + c + np.log(se)  # the row's log-sum-exp at F_i + b
+    racc = 0.0
+    for l in range(k):
+        if y[l] != 0.0:
+            racc += y[l] * (top - (F[i, l] + b[l]))
+    inv = 1.0 / se
+    for l in range(k):
+        P[l] *= inv
+    for l in range(k):
+        g[l] += w * (P[l] - y[l])
+        h[l, l] += w * P[l]
+        wp = w * P[l]
+        for m in range(l, k):
+            h[l, m] -= wp * P[m]
+    return w * racc
+
+
 @njit(cache=True, parallel=True)
 def intercept_sums(kind, F, b, Y, sw, starts, L, G, H):
     """Per block: the loss ``L[t]``, its gradient ``G[t]`` (k) and Hessian
@@ -199,11 +253,11 @@ def intercept_sums(kind, F, b, Y, sw, starts, L, G, H):
 
     The sums run in local buffers (this is the inner loop of every intercept
     solve).  The loss takes the same operations in the same order as the
-    per-row formulas, so the same bits.  A softmax row's probabilities reuse
-    the exponentials of its log-sum-exp (``exp(f_l - max) / sum``: k
-    exponentials a row, not 2k) and its Hessian is accumulated on the upper
-    triangle and mirrored (a third of the pass's time on digits)."""
+    per-row formulas, so the same bits; the softmax's, in the factored form
+    of ``_softmax_row_sums`` (the bits of ``softmax_sums``, which reuses the
+    rows' exponentials from one pass to the next)."""
     k = F.shape[1]
+    eb, c = _softmax_shift(b)
     for t in prange(starts.shape[0] - 1):
         f = np.empty(k)
         P = np.empty(k)
@@ -214,7 +268,8 @@ def intercept_sums(kind, F, b, Y, sw, starts, L, G, H):
             w = weight(sw, i)
             if w == 0.0:
                 continue
-            outputs_row(F, b, i, f)
+            if kind != SOFTMAX:
+                outputs_row(F, b, i, f)
             y = Y[i]
             if kind == SQUARED:
                 acc += w * row_loss(kind, f, y)
@@ -237,32 +292,50 @@ def intercept_sums(kind, F, b, Y, sw, starts, L, G, H):
                     h[l, l] += w * P[l]
                     h[l, l] -= w * P[l] * P[l]
             else:
-                mx = f[0]
-                for l in range(1, k):
-                    mx = max(mx, f[l])
-                se = 0.0  # as _lse, keeping the exponentials
-                for l in range(k):
-                    P[l] = np.exp(f[l] - mx)
-                    se += P[l]
-                lse = np.log(se)
-                racc = 0.0  # row_loss of the softmax, with this lse
-                for l in range(k):
-                    if y[l] != 0.0:
-                        racc += y[l] * (mx + lse - f[l])
-                acc += w * racc
-                inv = 1.0 / se
-                for l in range(k):
-                    P[l] *= inv
-                for l in range(k):
-                    g[l] += w * (P[l] - y[l])
-                    h[l, l] += w * P[l]
-                    wp = w * P[l]
-                    for m in range(l, k):
-                        h[l, m] -= wp * P[m]
+                mx = _row_exponentials(F, i, P)
+                acc += _softmax_row_sums(F, i, mx, P, b, eb, c, y, w, g, h)
         if kind == SOFTMAX:
             for l in range(k):
                 for m in range(l + 1, k):
                     h[m, l] = h[l, m]
+        L[t] = acc
+        for l in range(k):
+            G[t, l] = g[l]
+            for m in range(k):
+                H[t, l, m] = h[l, m]
+
+
+@njit(cache=True, parallel=True)
+def row_exponentials(F, starts, E, M):
+    """``E_i = exp(F_i - max F_i)`` and ``M_i = max F_i`` for every row."""
+    for t in prange(starts.shape[0] - 1):
+        for i in range(starts[t], starts[t + 1]):
+            M[i] = _row_exponentials(F, i, E[i])
+
+
+@njit(cache=True, parallel=True)
+def softmax_sums(E, M, F, b, Y, sw, starts, L, G, H):
+    """``intercept_sums`` of the softmax from the rows' kept exponentials
+    (``row_exponentials``): the same bits, one logarithm a row instead of
+    k exponentials (the intercept is re-solved, in about five passes, at
+    every trial network of a multiclass fit)."""
+    k = F.shape[1]
+    eb, c = _softmax_shift(b)
+    for t in prange(starts.shape[0] - 1):
+        P = np.empty(k)
+        g = np.zeros(k)
+        h = np.zeros((k, k))
+        acc = 0.0
+        for i in range(starts[t], starts[t + 1]):
+            w = weight(sw, i)
+            if w == 0.0:
+                continue
+            for l in range(k):
+                P[l] = E[i, l]
+            acc += _softmax_row_sums(F, i, M[i], P, b, eb, c, Y[i], w, g, h)
+        for l in range(k):
+            for m in range(l + 1, k):
+                h[m, l] = h[l, m]
         L[t] = acc
         for l in range(k):
             G[t, l] = g[l]
@@ -313,6 +386,8 @@ working_sums_serial = serial_kernel(working_sums)
 residual_rows_serial = serial_kernel(residual_rows)
 hessian_rows_serial = serial_kernel(hessian_rows)
 intercept_sums_serial = serial_kernel(intercept_sums)
+row_exponentials_serial = serial_kernel(row_exponentials)
+softmax_sums_serial = serial_kernel(softmax_sums)
 
 
 @njit(cache=True)
@@ -364,7 +439,7 @@ def newton_intercept(kind, stats, k, b0, n_steps=50):
             break
         if k > 1:
             step = np.empty(k)
-            if not _newton_direction(b, g, H, step):
+            if not _newton_direction(kind, b, g, H, step):
                 break  # a NaN or an infinity: no step lowers the loss
         else:
             step = np.clip(g / max(H[0, 0], 1e-300), -8.0, 8.0)
@@ -394,13 +469,14 @@ def newton_intercept(kind, stats, k, b0, n_steps=50):
 
 
 @njit(cache=True)
-def _newton_direction(b, g, H, step):
+def _newton_direction(kind, b, g, H, step):
     """The Newton step of ``newton_intercept`` for several outputs, clipped
     to [-8, 8], into ``step``; False (and no step) if ``g`` or ``H`` is not
     finite.
 
     The pseudo-inverse of the Hessian (LAPACK's least squares, as compiled
-    for numba: the same routine for the in-process and the dask fits).
+    for numba: the same routine for the in-process and the dask fits; a
+    well-conditioned softmax Hessian by ``_softmax_solve``).
     Components held at the bound by a gradient that pushes them out
     (separable classes) stay there: the step is the Newton step of the
     others (with the full Hessian the clipped step converges only linearly:
@@ -429,10 +505,71 @@ def _newton_direction(b, g, H, step):
         sf = np.linalg.lstsq(Hf, gf, rcond=1e-12)[0]
         for i in range(free.size):
             step[free[i]] = sf[i]
-    else:
+    elif not (kind == SOFTMAX and _softmax_solve(H, g, step)):
         step[:] = np.linalg.lstsq(np.ascontiguousarray(H), np.ascontiguousarray(g), rcond=1e-12)[0]
     for l in range(k):
         step[l] = _clip(step[l], -8.0, 8.0)
+    return True
+
+
+# A softmax intercept's Newton system is solved by Cholesky when no pivot of
+# its regularised matrix falls below this fraction of the largest diagonal
+# entry; otherwise (a class with vanishing probabilities) by least squares.
+_SOFTMAX_PIVOT = 1e-8
+
+
+@njit(cache=True)
+def _softmax_solve(H, g, x):
+    """``x = H^+ g`` for a softmax intercept's Hessian ``H``, whose null
+    space is the all-ones direction: Cholesky of ``H + (tr H / k) 11^T / k``,
+    then the component along the ones removed (the minimum-norm solution
+    when ``g`` sums to zero, as a softmax gradient does).  False, ``x``
+    undefined, when a pivot is small (``_SOFTMAX_PIVOT``): a direction of
+    ``H`` other than the ones is nearly singular.  A tenth of the cost of
+    the least squares it replaces (LAPACK's SVD-based solver, called
+    through numba, took 70 microseconds a 10 x 10 step on digits)."""
+    k = g.shape[0]
+    shift = 0.0
+    for l in range(k):
+        shift += H[l, l]
+    shift /= k * k
+    C = np.empty((k, k))
+    top = 0.0
+    for l in range(k):
+        for m in range(k):
+            C[l, m] = H[l, m] + shift
+        top = max(top, C[l, l])
+    if not top > 0.0:
+        return False
+    for j in range(k):  # lower Cholesky factor, in place
+        d = C[j, j]
+        for m in range(j):
+            d -= C[j, m] * C[j, m]
+        if not d > _SOFTMAX_PIVOT * top:
+            return False
+        d = np.sqrt(d)
+        C[j, j] = d
+        for l in range(j + 1, k):
+            v = C[l, j]
+            for m in range(j):
+                v -= C[l, m] * C[j, m]
+            C[l, j] = v / d
+    for l in range(k):  # forward and back substitution
+        v = g[l]
+        for m in range(l):
+            v -= C[l, m] * x[m]
+        x[l] = v / C[l, l]
+    for l in range(k - 1, -1, -1):
+        v = x[l]
+        for m in range(l + 1, k):
+            v -= C[m, l] * x[m]
+        x[l] = v / C[l, l]
+    mean = 0.0
+    for l in range(k):
+        mean += x[l]
+    mean /= k
+    for l in range(k):
+        x[l] -= mean
     return True
 
 
@@ -502,10 +639,17 @@ def _centred(b):
 
 
 @njit(cache=True)
-def _multi_stats(kind, F, b, Y, sw, starts, L, G, H, parallel):
+def _multi_stats(kind, F, E, M, b, Y, sw, starts, L, G, H, parallel):
     """``stats`` of ``newton_intercept`` for several outputs: the block sums
-    of ``intercept_sums``, summed in block order (``ordered_sum``)."""
-    if parallel:
+    of ``intercept_sums`` (for the softmax, ``softmax_sums`` of the rows'
+    exponentials ``E`` and maxima ``M``), summed in block order
+    (``ordered_sum``)."""
+    if kind == SOFTMAX:
+        if parallel:
+            softmax_sums(E, M, F, b, Y, sw, starts, L, G, H)
+        else:
+            softmax_sums_serial(E, M, F, b, Y, sw, starts, L, G, H)
+    elif parallel:
         intercept_sums(kind, F, b, Y, sw, starts, L, G, H)
     else:
         intercept_sums_serial(kind, F, b, Y, sw, starts, L, G, H)
@@ -541,20 +685,33 @@ def multi_intercept(kind, F, b0, Y, sw, starts, parallel=False, n_steps=50):
     outputs) on row blocks ``starts``, in one call: the same operations in
     the same order, so the same bits, without a Python round per Newton step
     (the intercept is re-solved at every trial network of a multiclass
-    classifier: a quarter of a digits fit went to those rounds).  ``b0``:
-    the start (k,); ``parallel``: each pass over the blocks in parallel."""
+    classifier: a quarter of a digits fit went to those rounds).  The
+    softmax's rows' exponentials are taken once and kept for every pass
+    (``softmax_sums``: a fifth of a digits fit went to the passes' k
+    exponentials a row).  ``b0``: the start (k,); ``parallel``: each pass
+    over the blocks in parallel."""
     nb = starts.shape[0] - 1
-    k = F.shape[1]
+    n, k = F.shape
     L = np.empty(nb)
     G = np.empty((nb, k))
     H = np.empty((nb, k, k))
+    if kind == SOFTMAX:
+        E = np.empty((n, k))
+        M = np.empty(n)
+        if parallel:
+            row_exponentials(F, starts, E, M)
+        else:
+            row_exponentials_serial(F, starts, E, M)
+    else:
+        E = np.empty((0, k))
+        M = np.empty(0)
     b = _clipped(b0)
-    Lc, g, h = _multi_stats(kind, F, b, Y, sw, starts, L, G, H, parallel)
+    Lc, g, h = _multi_stats(kind, F, E, M, b, Y, sw, starts, L, G, H, parallel)
     for _ in range(n_steps):
         if not np.any(g):
             break
         step = np.empty(k)
-        if not _newton_direction(b, g, h, step):
+        if not _newton_direction(kind, b, g, h, step):
             break
         size = _max_abs(step)
         if size <= 1e-6:
@@ -563,13 +720,13 @@ def multi_intercept(kind, F, b0, Y, sw, starts, parallel=False, n_steps=50):
             b = b_new
             if done:
                 break
-            Lc, g, h = _multi_stats(kind, F, b, Y, sw, starts, L, G, H, parallel)
+            Lc, g, h = _multi_stats(kind, F, E, M, b, Y, sw, starts, L, G, H, parallel)
             continue
         accepted = False
         b_new, L_new, g_new, h_new = b, Lc, g, h
         for _ in range(8):
             b_new = _clipped(b - step)
-            L_new, g_new, h_new = _multi_stats(kind, F, b_new, Y, sw, starts, L, G, H, parallel)
+            L_new, g_new, h_new = _multi_stats(kind, F, E, M, b_new, Y, sw, starts, L, G, H, parallel)
             if L_new <= Lc:
                 accepted = True
                 break

@@ -86,3 +86,60 @@ def test_weight_gradient_finite_differences(loss_cls):
         e = np.zeros(10)
         e[t] = 1e-6
         np.testing.assert_allclose(g[t], (value(val + e) - value(val - e)) / 2e-6, rtol=1e-5, atol=1e-9)
+
+
+def test_softmax_intercept_sums_are_those_of_the_row_formulas():
+    """The softmax intercept's sums in factored form (the rows' exponentials
+    times the intercept's) are the loss, gradient and Hessian of the
+    per-row formulas at ``F + b``, to rounding; with kept exponentials
+    (``softmax_sums``) they are the same bits as ``intercept_sums``."""
+    from sklearn_sparse_mlp._losses import (SOFTMAX, intercept_sums_serial, row_exponentials_serial,
+                                            softmax_sums_serial)
+
+    rng = np.random.default_rng(3)
+    n, k = 700, 6
+    F = rng.standard_normal((n, k)) * 4
+    Y = np.eye(k)[rng.integers(0, k, n)]
+    sw = rng.random(n)
+    starts = np.array([0, 300, n])
+    for b in (np.zeros(k), rng.uniform(-48.0, 48.0, k)):
+        L, G, H = np.empty(2), np.empty((2, k)), np.empty((2, k, k))
+        intercept_sums_serial(SOFTMAX, F, b, Y, sw, starts, L, G, H)
+        E, M = np.empty((n, k)), np.empty(n)
+        row_exponentials_serial(F, starts, E, M)
+        L2, G2, H2 = np.empty(2), np.empty((2, k)), np.empty((2, k, k))
+        softmax_sums_serial(E, M, F, b, Y, sw, starts, L2, G2, H2)
+        for a, c in ((L, L2), (G, G2), (H, H2)):
+            np.testing.assert_array_equal(a, c)
+        Z = F + b
+        Z -= Z.max(axis=1, keepdims=True)
+        P = np.exp(Z) / np.exp(Z).sum(axis=1, keepdims=True)
+        loss = sw @ -(Y * np.log(P)).sum(axis=1)
+        np.testing.assert_allclose(L.sum(), loss, rtol=1e-12)
+        np.testing.assert_allclose(G.sum(axis=0), sw @ (P - Y), rtol=1e-10, atol=1e-12)
+        ref = np.diag(sw @ P) - np.einsum("i,il,im->lm", sw, P, P)
+        np.testing.assert_allclose(H.sum(axis=0), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_softmax_newton_step_is_the_pseudo_inverse_or_declines():
+    """``_softmax_solve`` gives the minimum-norm solution of a softmax
+    intercept's singular Newton system (as the least squares it stands in
+    for), and declines a system with a second nearly singular direction (a
+    class of vanishing probability), which least squares then takes."""
+    from sklearn_sparse_mlp._losses import _softmax_solve
+
+    rng = np.random.default_rng(4)
+    k = 10
+    for scale in (0.5, 3.0, 8.0):
+        F = rng.standard_normal((400, k)) * scale
+        P = np.exp(F - F.max(axis=1, keepdims=True))
+        P /= P.sum(axis=1, keepdims=True)
+        H = np.diag(P.sum(axis=0)) - P.T @ P
+        g = P.sum(axis=0) - np.eye(k)[rng.integers(0, k, 400)].sum(axis=0)
+        x = np.empty(k)
+        assert _softmax_solve(H, g, x)
+        np.testing.assert_allclose(x, np.linalg.pinv(H, rcond=1e-12, hermitian=True) @ g, rtol=1e-8, atol=1e-10)
+    P[:, 0] = 0.0  # a class of underflowing probabilities
+    P /= P.sum(axis=1, keepdims=True)
+    H = np.diag(P.sum(axis=0)) - P.T @ P
+    assert not _softmax_solve(H, g, np.empty(k))

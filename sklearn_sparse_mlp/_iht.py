@@ -1163,7 +1163,9 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None, final=True):
                 stable, ctl.mu_prev, reason = 0, None, None
                 if stop.verbose:
                     stop.print_fn(f"alpha = {select.alpha:.3g} (approximate leave-one-out), loss = {point.L:.8g}")
-        if final and reason in SWAP_REASONS:
+        if final and reason in SWAP_REASONS and it < stop.max_iter:
+            # (Not at the last iteration: a swapped support is refilled by the
+            # iterations that follow; unscaled iris ended 79 of 80 weights.)
             swapped = _swap_unit(prob, point, ctl)
             if swapped is not None:
                 # A new support: the stopping rules start afresh.

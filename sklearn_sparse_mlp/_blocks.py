@@ -940,8 +940,11 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, nee
         Sg = gstart[g + 1] - u0
         c0 = task_c0[t]
         pw = task_c1[t] - c0
-        AT = np.empty((Sg, TILE))
-        WAT = np.empty((pw, TILE))
+        # Tile buffers sized to the tile's rows (views of these): a short last
+        # tile would otherwise multiply zero columns (small data sets: a
+        # block of 294 rows is tiles of 256 and 38).
+        ATf = np.empty(Sg * TILE)
+        WATf = np.empty(pw * TILE)
         Gb = np.empty((Sg, pw))
         Bb = np.empty(pw)
         Cb = np.empty(pw)
@@ -962,6 +965,8 @@ def _normal_equations(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, nee
             for i0 in range(starts[b], starts[b + 1], TILE):
                 i1 = min(starts[b + 1], i0 + TILE)
                 nb = i1 - i0
+                AT = ATf[: Sg * nb].reshape((Sg, nb))
+                WAT = WATf[: pw * nb].reshape((pw, nb))
                 _tile_transpose_listed(Xs, i0, i1, XT, fb_ptr[g], feat_ptr)
                 _tile_patterns_of(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, need[g], DT)
                 _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, u0, u0 + Sg, fb_ptr[g], fb_idx, hidden,
@@ -1128,9 +1133,9 @@ def _newton_matrix(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit
     for pn in prange((S + width - 1) // width):
         c0 = pn * width
         pw = min(S, c0 + width) - c0
-        AT = np.empty((S, TILE))
-        ALT = np.empty((S, TILE))
-        WAT = np.empty((pw, TILE))
+        ATf = np.empty(S * TILE)  # tile buffers: views of the tile's rows
+        ALTf = np.empty(S * TILE)
+        WATf = np.empty(pw * TILE)
         Gb = np.empty((S, pw))
         Cb = np.empty((pw, k))
         DT = np.empty((m, TILE), dtype=np.uint8)
@@ -1147,6 +1152,9 @@ def _newton_matrix(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit
             for i0 in range(starts[b], starts[b + 1], TILE):
                 i1 = min(starts[b + 1], i0 + TILE)
                 nb = i1 - i0
+                AT = ATf[: S * nb].reshape((S, nb))
+                ALT = ALTf[: S * nb].reshape((S, nb))
+                WAT = WATf[: pw * nb].reshape((pw, nb))
                 _tile_transpose_listed(Xs, i0, i1, XT, fb_ptr, feat_ptr)
                 _tile_patterns(Xs, i0, i1, bits, u_slot, Hnc, hbnc, nc_col, Znc, DT)
                 _tile_bases(Xs, i0, i1, has_bias, XT, DT, b_unit, b_hcol, 0, S, fb_ptr, fb_idx, hidden, feat_ptr,
@@ -1169,8 +1177,6 @@ def _newton_matrix(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit
                         cu = coef[u, l]
                         for i in range(nb):
                             ALT[u, i] = AT[u, i] * cu
-                        for i in range(nb, TILE):
-                            ALT[u, i] = 0.0
                     for j in range(pw):
                         tot = 0.0
                         for i in range(nb):
@@ -1188,8 +1194,6 @@ def _newton_matrix(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit
                             for l in range(k):
                                 cp += coef[u, l] * P[l, i]
                             ALT[u, i] = AT[u, i] * cp
-                        for i in range(nb, TILE):
-                            ALT[u, i] = 0.0
                     for j in range(pw):
                         for i in range(nb):
                             WAT[j, i] = weight(sw, i0 + i) * ALT[c0 + j, i]

@@ -246,6 +246,22 @@ def _softmax_row_sums(F, i, mx, P, b, eb, c, y, w, g, h):
     return w * racc
 
 
+@njit(cache=True, inline="always")
+def _store_block(t, acc, g, h, mirror, L, G, H):
+    """Block t's sums of ``intercept_sums``: ``L[t] = acc``, ``G[t] = g``,
+    ``H[t] = h`` (its upper triangle mirrored first if ``mirror``)."""
+    k = g.shape[0]
+    if mirror:
+        for l in range(k):
+            for m in range(l + 1, k):
+                h[m, l] = h[l, m]
+    L[t] = acc
+    for l in range(k):
+        G[t, l] = g[l]
+        for m in range(k):
+            H[t, l, m] = h[l, m]
+
+
 @njit(cache=True, parallel=True)
 def intercept_sums(kind, F, b, Y, sw, starts, L, G, H):
     """Per block: the loss ``L[t]``, its gradient ``G[t]`` (k) and Hessian
@@ -294,15 +310,7 @@ def intercept_sums(kind, F, b, Y, sw, starts, L, G, H):
             else:
                 mx = _row_exponentials(F, i, P)
                 acc += _softmax_row_sums(F, i, mx, P, b, eb, c, y, w, g, h)
-        if kind == SOFTMAX:
-            for l in range(k):
-                for m in range(l + 1, k):
-                    h[m, l] = h[l, m]
-        L[t] = acc
-        for l in range(k):
-            G[t, l] = g[l]
-            for m in range(k):
-                H[t, l, m] = h[l, m]
+        _store_block(t, acc, g, h, kind == SOFTMAX, L, G, H)
 
 
 @njit(cache=True, parallel=True)
@@ -333,14 +341,7 @@ def softmax_sums(E, M, F, b, Y, sw, starts, L, G, H):
             for l in range(k):
                 P[l] = E[i, l]
             acc += _softmax_row_sums(F, i, M[i], P, b, eb, c, Y[i], w, g, h)
-        for l in range(k):
-            for m in range(l + 1, k):
-                h[m, l] = h[l, m]
-        L[t] = acc
-        for l in range(k):
-            G[t, l] = g[l]
-            for m in range(k):
-                H[t, l, m] = h[l, m]
+        _store_block(t, acc, g, h, True, L, G, H)
 
 
 @njit(cache=True, parallel=True)

@@ -1012,7 +1012,11 @@ def _alo_sums(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit, fb_
     row-major), ``abar`` the columns' weighted means.  In eigen-coordinates
     ``t = Q^T (a_i - abar)`` the refit's output is ``zbar + t . WQ[c]`` and the
     leverage ``q = 1 / S0 + sum t^2 invd[c]``; ``g`` is the loss's gradient at
-    the refit, ``v`` the curvature at the current outputs ``F + b``."""
+    the refit, ``v`` the curvature at the current outputs ``F + b``.
+    ``Lp[blk, 0, c]``: the block's sum; ``Lp[blk, 1, c]``: for a log-loss,
+    ``sum_i sw_i l(eta_i, Y_i)``, the loss of the refit itself (its intercept
+    the weighted mean ``zbar``), which ``FusedLayer.alo`` compares with the
+    loss it starts from."""
     d = _n_features(Xs)
     m = u_slot.shape[0]
     S = b_unit.shape[0]
@@ -1021,6 +1025,7 @@ def _alo_sums(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit, fb_
     n_g = group_out.shape[0]
     for blk in prange(starts.shape[0] - 1):
         acc = np.zeros(n_c)
+        acc_fit = np.zeros(n_c)
         AT = np.empty((S, TILE))
         Ac = np.empty((S, TILE))
         T = np.empty((S, TILE))
@@ -1083,12 +1088,14 @@ def _alo_sums(Xs, starts, has_bias, bits, u_slot, Hnc, hbnc, nc_col, b_unit, fb_
                             P[l] = eta[l]
                     else:
                         row_probabilities(kind, eta, P)
+                        acc_fit[c] += w * row_loss(kind, eta, Y[r])
                     for l in range(k):
                         den = max(1.0 - ur * v[l] * q[l], 1e-3)
                         loo[l] = eta[l] + ur * (P[l] - Y[r, l]) * q[l] / den
                     acc[c] += w * row_loss(kind, loo, Y[r])
         for c in range(n_c):
-            Lp[blk, c] = acc[c]
+            Lp[blk, 0, c] = acc[c]
+            Lp[blk, 1, c] = acc_fit[c]
 
 
 @njit(cache=True)
@@ -2188,7 +2195,8 @@ class RowBlocks:
     def alo_sums(self, spec, b_unit, b_feat, gstart, group_out, Qt, q_off, abar, WQ, invd, zbar, s0inv,
                  kind, F, b):
         """Approximate leave-one-out losses of penalised refits on a support
-        (one per row of ``WQ``; see ``_alo_sums``): (n_penalties,)."""
+        (one per row of ``WQ``), and with a log-loss the refits' own losses
+        (see ``_alo_sums``): (2, n_penalties)."""
         S = b_unit.shape[0]
         b_unit = np.ascontiguousarray(b_unit, dtype=np.int64)
         fb_ptr, fb_idx = self._bases(np.asarray(b_feat, dtype=np.int64), np.full(S, -1, dtype=np.int64))
@@ -2196,7 +2204,7 @@ class RowBlocks:
         out_group[np.asarray(group_out, dtype=np.int64)] = np.arange(len(group_out))
         pat = self.patterns(spec.units, spec.gates)
         ptr, col, val, _ = spec.by_feature(self.q)
-        Lp = np.zeros((self.n_blocks, WQ.shape[0]))
+        Lp = np.zeros((self.n_blocks, 2, WQ.shape[0]))
         kernel = _pick(_alo_sums, _alo_sums_serial, self.n_blocks)
         kernel(self.Xs, self.starts, self.has_bias, *pat, b_unit, np.ascontiguousarray(fb_ptr[0]), fb_idx,
                ptr, col, val, spec.col_unit, np.asarray(gstart, dtype=np.int64),

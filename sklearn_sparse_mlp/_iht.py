@@ -262,11 +262,9 @@ def _sync_gates(prob, point):
     residual of the other units better (a unit fitted under a random gate
     knows the sign of its slope, not which half-space it should cover),
     judged on ``Problem.sample`` when there is one.  Units that leave the
-    support return to their random gate and lose their sign.  With several
-    outputs ``w_j`` is the unit's leading singular pair, and the layer's
-    ``signs`` hold the oriented output directions ``a_j v_j`` (m x k).
-    Returns the new layer (``_merge_duplicates`` then merges units with one
-    activation pattern).
+    support return to their random gate and lose their sign.  Returns the
+    new layer (``_merge_duplicates`` then merges units with one activation
+    pattern).
     """
     layer = point.layer
     q, k = layer.q, layer.k
@@ -274,31 +272,19 @@ def _sync_gates(prob, point):
     m = active.size
     W = np.zeros((q, m, k))
     W[feat, pos, out] = layer.val
-    old_pos, had = sorted_lookup(layer.gates.units, active)
     if k == 1:
         U = W[:, :, 0]
-        signs = np.empty(m)
-        signs[had] = layer.signs[old_pos[had]]
     else:
         # The gate of a unit with several outputs follows the leading left
         # singular vector of its q x k weight block, scaled by its singular value.
-        # (One batched call: the same LAPACK routine on each block.)  The
-        # pair (u, v) is known up to a common sign, LAPACK's choice, which
-        # may change from one step to the next; the unit keeps the one whose
-        # output direction v is nearest its previous one (``signs`` holds it,
-        # m x k), so that, as with one output, the gate turns over only when
-        # the unit's weights do.
+        # (One batched call: the same LAPACK routine on each block.)
         U = np.empty((q, m))
-        V = np.empty((m, k))
         if m:
-            u, svals, vt = np.linalg.svd(W.transpose(1, 0, 2), full_matrices=False)
+            u, svals, _ = np.linalg.svd(W.transpose(1, 0, 2), full_matrices=False)
             U[:] = (u[:, :, 0] * svals[:, :1]).T
-            V[:] = vt[:, 0, :]
-        signs = np.empty(m)
-        if layer.signs.ndim == 2:
-            signs[had] = np.where(np.einsum("ij,ij->i", V[had], layer.signs[old_pos[had]]) < 0.0, -1.0, 1.0)
-        else:
-            had[:] = False
+    signs = np.empty(m)
+    old_pos, had = sorted_lookup(layer.gates.units, active)
+    signs[had] = layer.signs[old_pos[had]]
     new = np.flatnonzero(~had)
     if new.size:
         # On many rows the signs are chosen on the row sample of the
@@ -312,8 +298,6 @@ def _sync_gates(prob, point):
         signs[new] = np.where(scores[:, 1] < scores[:, 0], -1.0, 1.0)
     gates = layer.gates.copy()
     gates.set(active, U * signs)
-    if k > 1:
-        signs = V * signs[:, None]
     return type(layer)(layer.p, q, k, layer.idx, layer.val, gates, signs)
 
 

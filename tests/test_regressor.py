@@ -145,13 +145,11 @@ def test_several_outputs_recover_planted_networks():
     # 6 units of 20 inputs, 20 first-layer weights, 4 outputs, 6 planted
     # networks: the joint IHT starts wider than the budget, refitted by
     # Gauss-Newton (conjugate gradients).  Each fit is a non-convex path that
-    # other BLAS kernels can send elsewhere, so the median is asserted: 64.9
-    # dB since the gates of several outputs keep their orientation (the same
-    # with Haswell, Sandybridge or SkylakeX kernels and one numba thread;
-    # exact on 3 of these 6 networks, and on 10 of the first 16 against 5 of
-    # 16 before, whose median was 83.0 here and 46.8 over the 16); 47.9
-    # before the swaps of lost units; started at the budget and refitted by
-    # gradient steps, 40.1 (42.0 with Sandybridge kernels).
+    # other BLAS kernels can send elsewhere, so the median is asserted: 83.0
+    # dB with the swaps of lost units (83.0 with Haswell or SkylakeX kernels
+    # and with one numba thread, 81.8 with Sandybridge; 47.9 before them);
+    # started at the budget and refitted by gradient steps, 40.1 (42.0 with
+    # Sandybridge kernels).
     scores = []
     for seed in range(6):
         X, Y, W = make_planted_mlp(n_samples=1600, n_features=20, n_hidden=6, n_nonzero=20, n_outputs=4,
@@ -195,15 +193,13 @@ def test_several_outputs_recover_one_unit_of_one_input():
 
 
 def test_a_stopped_shared_fit_swaps_entries_for_the_units_it_lost(monkeypatch):
-    # 8 planted units, 4 outputs, the planted count as budget: without swaps
-    # the factored fit, its budget full, stops at 7 units (a unit outside it
-    # is a saddle; 39.4 dB).  The swap at the stop frees the smallest entries
-    # for a new unit: all 8 units, an exact fit (83.2 dB), the budget held.
-    # (The same figures with Haswell, Sandybridge or SkylakeX kernels and one
-    # numba thread.  The data of random_state=1 lost a unit before the gates
-    # of several outputs kept their orientation; they no longer do.)
+    # 8 planted units, 4 outputs, the planted count as budget: the fused
+    # start keeps 6 units, and the factored fit, its budget full, stops there
+    # (a unit outside it is a saddle).  The swap at the stop frees the
+    # smallest entries for a new unit: all 8 units, a better fit, the budget
+    # held.
     X, Y, W = make_planted_mlp(n_samples=1200, n_features=20, n_hidden=8, n_nonzero=40, n_outputs=4,
-                               random_state=2, return_coef=True)
+                               random_state=1, return_coef=True)
     budget = 40 + 4 * int(np.count_nonzero(np.abs(W[0]).sum(axis=0)))
 
     def fit():

@@ -802,7 +802,8 @@ ALO_MAX_DF_SHARE = 0.5
 # A classifier's alpha="auto" scores each alpha by the leave-one-out loss of
 # its refit, one Newton step of the log-loss's quadratic model from the
 # current network.  On a network fitted ten iterations (the fused stage that
-# starts digits' shared fit) the step at the network's own alpha moved the
+# starts digits' shared fit, under a gate rule for several outputs since
+# reverted) the step at the network's own alpha moved the
 # weights by three times their norm and raised the training loss from 0.18
 # to 2.9; every alpha below 30 scored above 1 and alpha_ became 56 (a fold
 # of benchmarks/tabular.py: test accuracy 0.960, against 0.983 at alpha_

@@ -983,6 +983,10 @@ class Monitor:
     def restart(self):
         self.curve, self.best, self.best_L, self.count = [], None, np.inf, 0
 
+    def saved(self):
+        """What ``restart`` resets, to put back (``__dict__.update``)."""
+        return dict(curve=self.curve, best=self.best, best_L=self.best_L, count=self.count)
+
     def loss(self, layer, b):
         blocks = self.prob.blocks
         F = blocks.forward(layer.spec()) if layer.nnz else blocks.zeros(self.prob.k)

@@ -482,3 +482,52 @@ def test_kernels_do_not_depend_on_the_thread_count(sparse):
                             blocks.loss(SQUARED, R, np.zeros(K)), blocks.pattern_keys(spec.units, spec.gates)[0]])
     for a, b in zip(*answers):
         np.testing.assert_array_equal(a, b)
+
+
+def test_blas_stays_at_one_thread_while_any_fit_in_another_thread_runs():
+    # Fit A starts, fit B starts in another thread, A ends while B runs: B
+    # must still see one BLAS thread (a limit restored by A at its end gave
+    # B the process's original BLAS threads partway through its fit).
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+
+    b_inside, a_done, seen = threading.Event(), threading.Event(), []
+
+    def fit_b():
+        with thread_limits(1):
+            b_inside.set()
+            a_done.wait(10)
+            seen.append(blas_threads())
+
+    with thread_limits(1):
+        thread = threading.Thread(target=fit_b)
+        thread.start()
+        assert b_inside.wait(10)
+    a_done.set()
+    thread.join(10)
+    assert seen and seen[0] <= {1}
+
+
+def test_fits_in_threads_equal_fits_in_sequence():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn_sparse_mlp import SparseMLPClassifier
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((600, 12))
+    y = (X[:, 0] * X[:, 1] + np.abs(X[:, 2]) > 0.5).astype(int) + (X[:, 3] > 1)
+    seeds = range(4)
+
+    def fit(seed):
+        return SparseMLPClassifier(60, hidden_layer_sizes=(30,), random_state=seed).fit(X, y).coefs_
+
+    alone = [fit(seed) for seed in seeds]
+    with ThreadPoolExecutor(2) as ex:
+        together = list(ex.map(fit, seeds))
+    for a, b in zip(alone, together):
+        for wa, wb in zip(a, b):
+            np.testing.assert_array_equal(wa, wb)

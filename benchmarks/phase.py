@@ -26,6 +26,13 @@ run in several sittings (``--resume``).
 
     python benchmarks/phase.py --quick [--outputs 10] [--layers 2]
     python benchmarks/phase.py [--n 50000] [--outputs 10] [--layers 2] [--resume]
+    python benchmarks/phase.py --cells 1000x500 [--seeds 0,1]   # single cells at the quick settings
+
+``--cells`` fits the given cells (width x budget, one output) at the quick
+mode's sizes (n=2000, 2000 test points; seeds 0 and 1 by default) and
+writes ``phase_cells.{md,json}``: test PSNR and nonzeros of both methods
+(issue 14's planted target: IHT uses the whole budget and scores at least
+IMP - 1 dB at width 1000, s=500).
 """
 
 import argparse
@@ -145,6 +152,41 @@ def run(mode="quick", k=1, n=None, resume=False, progress=print, seeds=None, lay
                      f"[{time.perf_counter() - t0:.0f} s]")
             write_results(name, [], dict(config=cfg, rows=rows))  # checkpoint (the md comes at the end)
     return report(name, cfg, rows, mode)
+
+
+def run_cells(cells, seeds=(0, 1), progress=print):
+    """Single cells (width, budget) at the quick mode's sizes, one output."""
+    cfg = dict(MODES["quick"], seeds=tuple(seeds), cells=[list(c) for c in cells], k=1, d=D)
+    cfg["imp_epochs_per_round"] = imp_epochs(cfg["n"])
+    rows = []
+    for m, s in cells:
+        for seed in seeds:
+            r = fit_cell(m, s, 1, seed, cfg["n"], cfg["n_test"])
+            rows.append(r)
+            progress(f"    m={m} s={s} seed {seed}: IHT {fmt_db(r['iht_psnr'])} dB, {r['iht_nnz']} nonzeros, "
+                     f"{r['iht_n_iter']} iterations ({r['iht_fit_s']:.1f} s); IMP {fmt_db(r['imp_psnr'])} dB, "
+                     f"{r['imp_nnz']} nonzeros ({r['imp_fit_s']:.1f} s)")
+    command = "python benchmarks/phase.py --cells " + ",".join(f"{m}x{s}" for m, s in cells) + \
+        ("" if tuple(seeds) == (0, 1) else " --seeds " + ",".join(str(x) for x in seeds))
+    lines = header("Planted recovery, single cells", command, "quick")
+    lines += [f"Planted networks, d={D}, n={cfg['n']} training points, {cfg['n_test']} fresh test points, one "
+              "output; both methods at the planted width m with the budget s. IHT: "
+              "`SparseMLPRegressor(s, hidden_layer_sizes=(m,))`, defaults otherwise. IMP: "
+              f"`IMPRegressor(s, hidden_layer_sizes=(m,), epochs_per_round={cfg['imp_epochs_per_round']})`.", "",
+              "| m | s | seed | IHT test PSNR (dB) | IHT nonzeros | IHT iterations | IHT fit (s) | "
+              "IMP test PSNR (dB) | IMP nonzeros | IMP fit (s) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['m']} | {r['s']} | {r['seed']} | {r['iht_psnr']:.1f} | {r['iht_nnz']} | "
+                     f"{r['iht_n_iter']} | {r['iht_fit_s']:.1f} | {r['imp_psnr']:.1f} | {r['imp_nnz']} | "
+                     f"{r['imp_fit_s']:.1f} |")
+    full = sum(r["iht_nnz"] == r["s"] for r in rows)
+    near = sum(min(r["iht_psnr"], CAP) >= min(r["imp_psnr"], CAP) - 1.0 for r in rows)
+    sm = dict(fits=len(rows), whole_budget=full, iht_near_imp=near)
+    lines += ["", f"IHT uses the whole budget on {full} of {len(rows)} fits and scores at least IMP - 1 dB on "
+              f"{near} of {len(rows)}."]
+    write_results("phase_cells", lines, dict(config=cfg, rows=rows, summary=sm))
+    return sm
 
 
 def table(cfg, rows):
@@ -298,8 +340,13 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=None, help="training points (full mode: 50000, as in the paper)")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds (full mode: 0,1,2)")
     ap.add_argument("--resume", action="store_true", help="skip the cells already in the results JSON")
+    ap.add_argument("--cells", default=None, help="comma-separated cells WIDTHxBUDGET fitted alone (one output)")
     args = ap.parse_args(argv)
     seeds = None if args.seeds is None else [int(x) for x in args.seeds.split(",")]
+    if args.cells:
+        cells = [tuple(int(v) for v in c.split("x")) for c in args.cells.split(",")]
+        print(json.dumps(run_cells(cells, seeds or (0, 1))))
+        return
     sm = run("quick" if args.quick else "full", args.outputs, args.n, args.resume, seeds=seeds, layers=args.layers)
     print(json.dumps(sm))
 

@@ -1178,10 +1178,13 @@ def fit_full(prob, layer, b0, ctl, stop, monitor=None, select=None, final=True):
                 stable, ctl.mu_prev, reason = 0, None, None
                 if stop.verbose:
                     stop.print_fn(f"alpha = {select.alpha:.3g} (approximate leave-one-out), loss = {point.L:.8g}")
-        if final and reason in SWAP_REASONS and it < stop.max_iter:
-            # (Not at the last iteration: a swapped support is refilled by the
-            # iterations that follow; unscaled iris ended 79 of 80 weights.)
-            swapped = _swap_unit(prob, point, ctl)
+        if final and (reason in SWAP_REASONS or (reason is None and it == stop.max_iter)):
+            # (No swap at the last iteration: a swapped support is refilled by
+            # the iterations that follow; unscaled iris ended 79 of 80 weights.
+            # A fit that reaches max_iter with budget free grows into it as a
+            # stopped one does: a planted network of width 1000 and 500
+            # weights ended at max_iter with 499.)
+            swapped = _swap_unit(prob, point, ctl) if it < stop.max_iter else None
             if swapped is not None:
                 # A new support: the stopping rules start afresh.
                 point, reason, stable = swapped, None, 0

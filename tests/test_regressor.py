@@ -656,3 +656,22 @@ def test_several_outputs_with_early_stopping_keep_the_held_out_best_start(monkey
     two = fit()
     monkeypatch.setattr("sklearn_sparse_mlp._base.SHARED_RESTART_ALPHA", None)
     assert two <= fit()
+
+
+def test_a_fit_that_reaches_max_iter_with_budget_free_grows_into_it(monkeypatch):
+    # As a fit stopped by a rule: the active units' largest off-support
+    # gradient entries enter before the polish (a planted network of width
+    # 1000 with 500 weights ended at max_iter with 499).
+    X, y = make_planted_mlp(n_samples=800, n_features=20, n_hidden=50, n_nonzero=60, random_state=4)
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return SparseMLPRegressor(60, hidden_layer_sizes=(50,), max_iter=4, random_state=0).fit(X, y)
+
+    grown = fit()
+    monkeypatch.setattr("sklearn_sparse_mlp._iht._grow_units", lambda *args: None)
+    plain = fit()
+    assert grown.n_iter_ == plain.n_iter_ == 4
+    assert plain.n_nonzero_ < grown.n_nonzero_ == 60
+    assert grown.loss_ < plain.loss_

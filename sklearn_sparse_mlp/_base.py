@@ -723,16 +723,16 @@ class BaseSparseMLP(BaseEstimator):
                         if monitor is not None:
                             monitor.restart()
                         fused = fit_full(start_prob, start_layer, start_b, start_ctl, _start_stage(stop), monitor)
-                        result, ctl = self._shared_stage(prob, fused, start_ctl, stop, monitor, s, wide)
-                        polish_s += first.polish_seconds
+                        second, second_ctl = self._shared_stage(prob, fused, start_ctl, stop, monitor, s, wide)
                         if monitor is None:
-                            second_better = lower(result.loss, first.loss)
+                            second_better = lower(second.loss, first.loss)
                         else:
                             second_better = lower(monitor.best_L, kept["best_L"])
                             if not second_better:
-                                monitor.__dict__.update(kept)
-                        if not second_better:
-                            result, ctl = first, first_ctl
+                                monitor.restore(kept)
+                        result, ctl = (second, second_ctl) if second_better else (first, first_ctl)
+                        # The other start's polish (the kept one's is added below).
+                        polish_s += (first if second_better else second).polish_seconds
                         self._control = ctl
             else:
                 result = fit_full(prob, layer, b0, ctl, stop, monitor)

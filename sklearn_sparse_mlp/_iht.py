@@ -984,8 +984,11 @@ class Monitor:
         self.curve, self.best, self.best_L, self.count = [], None, np.inf, 0
 
     def saved(self):
-        """What ``restart`` resets, to put back (``__dict__.update``)."""
+        """What ``restart`` resets, for ``restore``."""
         return dict(curve=self.curve, best=self.best, best_L=self.best_L, count=self.count)
+
+    def restore(self, saved):
+        self.curve, self.best, self.best_L, self.count = (saved[key] for key in ("curve", "best", "best_L", "count"))
 
     def loss(self, layer, b):
         blocks = self.prob.blocks

@@ -733,7 +733,7 @@ class BaseSparseMLP(BaseEstimator):
                         result, ctl = (second, second_ctl) if second_better else (first, first_ctl)
                         # The other start's polish (the kept one's is added below).
                         polish_s += (first if second_better else second).polish_seconds
-                        self._control = ctl
+                    self._control = ctl
             else:
                 result = fit_full(prob, layer, b0, ctl, stop, monitor)
         polish_s += result.polish_seconds
@@ -767,8 +767,8 @@ class BaseSparseMLP(BaseEstimator):
         start = factor_fused(layer, s, ctl.sequential,
                              Gates(self._seed, layer.q, self.fit_intercept, self.gate_n_features),
                              max_units=max(1, s // (layer.k + 1)) if wide else None)
-        ctl = self._control = Control(s, ctl.n_refine, ctl.sequential, self.gate_update_period,
-                                      refine_tol=self.tol, polish_tol=ctl.polish_tol)
+        ctl = Control(s, ctl.n_refine, ctl.sequential, self.gate_update_period,
+                      refine_tol=self.tol, polish_tol=ctl.polish_tol)
         if monitor is not None:
             monitor.restart()
         fit = fit_wide_first if wide else fit_full

@@ -568,9 +568,10 @@ def test_alpha_auto_warm_start_keeps_the_choice_and_a_path_chooses_again(planted
                            estimator=SparseMLPRegressor(hidden_layer_sizes=(50,), random_state=0))
     # Each budget chooses for itself: 5 weights cannot fit the planted 20
     # (their misfit asks for a penalty), 20 can (a weaker one; the budget
-    # starts from 5's alpha_, 0.18, and chooses 0.056 where a standalone fit,
-    # started at 1.0, chooses 0.018), and recovers it about as well.
-    assert path.estimators[0].alpha_ > 3 * path.estimators[1].alpha_
+    # starts from 5's alpha_, 0.18, and chooses 0.1; its second choice, 0.056,
+    # scores a relative 3e-6 better and is not worth a restart, see
+    # ALPHA_SWITCH_GAIN), and recovers it about as well as a standalone fit.
+    assert path.estimators[0].alpha_ > path.estimators[1].alpha_
     alone = SparseMLPRegressor(20, hidden_layer_sizes=(50,), random_state=0).fit(X[:800], y[:800])
     Xt, yt = planted[2], planted[3]
     assert psnr_score(yt, path.estimators[1].predict(Xt)) > psnr_score(yt, alone.predict(Xt)) - 1.5

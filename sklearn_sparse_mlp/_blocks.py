@@ -2032,6 +2032,35 @@ class RowBlocks:
             s2 += b2
         return s1, s2
 
+    def column_range(self):
+        """``(min, max)`` of each input column over the rows of positive
+        weight (d each; ``inf`` and ``-inf`` without such rows)."""
+        lo = np.full(self.d, np.inf)
+        hi = np.full(self.d, -np.inf)
+        X = self.Xs
+        if self.is_sparse:
+            X = sp.csr_matrix((X[0], X[1], X[2]), shape=(self.n, self.d), copy=False)
+        w = np.broadcast_to(self.sw, (self.n,))
+        for t0 in range(0, self.n, COLUMN_TILE):
+            t1 = min(self.n, t0 + COLUMN_TILE)
+            rows = np.flatnonzero(w[t0:t1] > 0) + t0
+            if rows.size == 0:
+                continue
+            Xt = X[rows] if rows.size < t1 - t0 else X[t0:t1]
+            lo = np.minimum(lo, np.asarray(Xt.min(axis=0).toarray() if self.is_sparse else Xt.min(axis=0),
+                                           dtype=np.float64).ravel())
+            hi = np.maximum(hi, np.asarray(Xt.max(axis=0).toarray() if self.is_sparse else Xt.max(axis=0),
+                                           dtype=np.float64).ravel())
+        return lo, hi
+
+    def constant_columns(self):
+        """Whether each input column holds one value on all the rows of
+        positive weight (cached)."""
+        if not hasattr(self, "_constant_columns"):
+            lo, hi = self.column_range()
+            self._constant_columns = lo == hi
+        return self._constant_columns
+
     # ---- gradients -------------------------------------------------------
     def gradient_chunk(self, H, R):
         """``G[l] = X^T (1[X H >= 0] o R[:, l])`` (k x q x c) for gates H (q x c)."""

@@ -481,6 +481,14 @@ class DaskRowBlocks:
             self._column_moments = (s1, np.sqrt(np.maximum(s2 - s1 * s1, 0.0)))
         return self._column_moments
 
+    def constant_columns(self):
+        if not hasattr(self, "_constant_columns"):
+            parts = self._parts("column_range")
+            lo = np.min([p[0] for p in parts], axis=0)
+            hi = np.max([p[1] for p in parts], axis=0)
+            self._constant_columns = lo == hi
+        return self._constant_columns
+
     # ---- gradients -------------------------------------------------------
     def gradient_chunk(self, H, R):
         return self._sum("gradient_chunk", np.asarray(H), R)

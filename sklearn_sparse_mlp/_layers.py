@@ -191,6 +191,20 @@ class SupportSystem:
         return -(float(g @ dv) + 0.5 * quad)
 
 
+def _constant_inputs(prob):
+    """The inputs (q,) whose new entries are not candidates: with hidden
+    biases, the input columns constant on the rows, which the bias can
+    stand for.  With gates that follow the weights, a unit's gate on such a
+    column is constant too (diabetes with a column of fives appended: every
+    entry of the first step went to that column and the biases, every unit
+    died, and the fit ended with no weights).  None without biases (a
+    constant column is then the only offset a gate can have)."""
+    if not prob.fit_intercept:
+        return None
+    const = prob.blocks.constant_columns()
+    return np.append(const, False) if const.any() else None
+
+
 def _lookup(keys, queries):
     """Positions of ``queries`` in the sorted ``keys`` and whether found."""
     if keys.size == 0:
@@ -335,7 +349,8 @@ class FusedLayer:
         """(keys, gradient, weights, gradient on the support): the support and
         the ``s`` largest off-support gradient entries, sorted by key."""
         R = prob.residual(point)
-        g_sup, c_idx, c_g = gradient_pass(prob.blocks, self.gates, self.p, self.k, self.idx, R, s)
+        g_sup, c_idx, c_g = gradient_pass(prob.blocks, self.gates, self.p, self.k, self.idx, R, s,
+                                          _constant_inputs(prob))
         if prob.penalty:
             g_sup = g_sup + prob.penalty * self.val
         keys = np.concatenate([self.idx, c_idx])

@@ -101,14 +101,15 @@ def _compact(buf_idx, buf_val, count, s):
 
 
 @njit(cache=True)
-def _collect_chunk(G, j0, q, k, sup_idx, lo, hi, g_sup, buf_idx, buf_val, state, s):
+def _collect_chunk(G, j0, q, k, sup_idx, lo, hi, g_sup, buf_idx, buf_val, state, s, skip):
     """Harvest one chunk of the gradient.
 
     ``G`` is (k, q, c): ``G[l, f, jj]`` is the gradient entry of unit
     ``j0 + jj``, input ``f``, output ``l``.  Support entries ``sup_idx[lo:hi]``
     (which fall in this chunk) are copied to ``g_sup`` and excluded from the
-    candidates; the other entries stream into the top-s buffer.  ``state``
-    holds ``[count, threshold]``.
+    candidates; the other entries, except those of the inputs ``f`` with
+    ``skip[f]``, stream into the top-s buffer.  ``state`` holds ``[count,
+    threshold]``.
     """
     c = G.shape[2]
     count = int(state[0])
@@ -133,7 +134,7 @@ def _collect_chunk(G, j0, q, k, sup_idx, lo, hi, g_sup, buf_idx, buf_val, state,
                 flat = base + (jj * q + f) * k + l
                 while t_sup < hi and sup_idx[t_sup] < flat:
                     t_sup += 1
-                if t_sup < hi and sup_idx[t_sup] == flat:
+                if (t_sup < hi and sup_idx[t_sup] == flat) or skip[f]:
                     continue
                 g = G[l, f, jj]
                 if abs(g) > thr:
@@ -144,14 +145,16 @@ def _collect_chunk(G, j0, q, k, sup_idx, lo, hi, g_sup, buf_idx, buf_val, state,
     state[1] = thr
 
 
-def gradient_pass(blocks, gates, p, k, idx, R, s):
+def gradient_pass(blocks, gates, p, k, idx, R, s, skip=None):
     """Stream the full gradient ``A^T R`` over chunks of units.
 
     Returns ``(g_sup, cand_idx, cand_g)``: the gradient on the support
     ``idx`` (sorted), and the (at most) ``s`` off-support entries of largest
-    magnitude (sorted by index) with their gradient values.
+    magnitude (sorted by index) with their gradient values.  ``skip``: a
+    boolean mask of the inputs (q,) whose entries are never candidates.
     """
     q = blocks.q
+    skip = np.zeros(q, dtype=np.bool_) if skip is None else np.ascontiguousarray(skip, dtype=np.bool_)
     idx = np.ascontiguousarray(idx, dtype=np.int64)
     c = chunk_size(p, q, k)
     s = int(max(1, s))
@@ -169,7 +172,7 @@ def gradient_pass(blocks, gates, p, k, idx, R, s):
             H = np.empty((q, cc), dtype=blocks.dtype)
         gates.fill_chunk(j0, H, parallel and cc * q >= 65536)
         G = blocks.gradient_chunk(H, R)
-        _collect_chunk(G, j0, q, k, idx, bounds[b], bounds[b + 1], g_sup, buf_idx, buf_val, state, s)
+        _collect_chunk(G, j0, q, k, idx, bounds[b], bounds[b + 1], g_sup, buf_idx, buf_val, state, s, skip)
     count = int(state[0])
     if count > s:
         _compact(buf_idx, buf_val, count, s)

@@ -71,6 +71,14 @@ def test_operator_matches_explicit_A(dtype, sparse, k):
     else:  # ties at the float32 level may swap the last entry
         assert len(np.intersect1d(top, c_idx)) >= s - 1
     np.testing.assert_allclose(c_g, G_ref[c_idx], atol=tol * 100)
+    # Skipped inputs give no candidates; the support's gradient is whole.
+    skip = np.zeros(q, dtype=bool)
+    skip[[0, 2]] = True
+    g_sup2, c_idx2, _ = gradient_pass(blocks, gates, p, k, idx, R, s, skip)
+    np.testing.assert_array_equal(g_sup2, g_sup)
+    assert c_idx2.size == s and not skip[(c_idx2 // k) % q].any()
+    kept = off[~skip[(off // k) % q]]
+    assert np.abs(G_ref[c_idx2]).min() >= np.sort(np.abs(G_ref[kept]))[-s] - tol * 100
 
 
 def test_masks_right_after_the_cache_grows():

@@ -676,3 +676,27 @@ def test_a_fit_that_reaches_max_iter_with_budget_free_grows_into_it(monkeypatch)
     assert grown.n_iter_ == plain.n_iter_ == 4
     assert plain.n_nonzero_ < grown.n_nonzero_ == 60
     assert grown.loss_ < plain.loss_
+
+
+@pytest.mark.parametrize("value", [1.0, 5.0])
+def test_a_constant_column_gets_no_weights_and_leaves_the_fit_whole(value):
+    """A column constant on the rows is what the hidden bias already is: its
+    entries are never candidates.  Appended to standardised diabetes as a
+    column of fives, it once took every entry of the first step (with the
+    biases), every unit died and the fit ended with no weights."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    Xc = np.c_[X, np.full(len(X), value)]
+    reg = SparseMLPRegressor(20, random_state=0).fit(Xc, y)
+    assert reg.n_nonzero_ == 20
+    assert not np.any(reg.coefs_[0][-1])
+    assert reg.score(Xc, y) > 0.5
+    # Rows of zero weight do not count: the column is constant on the others.
+    Xw = Xc.copy()
+    Xw[0, -1] = 7.0
+    sw = np.r_[0.0, np.ones(len(X) - 1)]
+    weighted = SparseMLPRegressor(20, random_state=0).fit(Xw, y, sample_weight=sw)
+    assert not np.any(weighted.coefs_[0][-1])

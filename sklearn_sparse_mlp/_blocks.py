@@ -1726,10 +1726,10 @@ class RowBlocks:
 
     def sketch(self, n_rows):
         """``sample(n_rows)``, built once per size and kept (a small sample
-        that the solver's matrices are formed on); None when that would be
-        most of the rows."""
+        that the solver's matrices are formed on); None when there are
+        fewer than 1.5 times as many rows."""
         n_rows = int(n_rows)
-        if 2 * n_rows > self.n or self.Y is None:
+        if 3 * n_rows > 2 * self.n or self.Y is None:
             return None
         sketches = self.__dict__.setdefault("_sketches", {})
         if n_rows not in sketches:

@@ -132,10 +132,11 @@ class Problem:
 
     def sample(self):
         """The same loss on a fixed sample of the rows (``SAMPLE_ROWS``, see
-        ``RowBlocks.sketch``), or None when there are not many more rows."""
+        ``RowBlocks.sketch``), or None with fewer than four times as many rows."""
         if "_sample" not in self.__dict__:
-            sub = self.blocks.sketch(SAMPLE_ROWS) if hasattr(self.blocks, "sketch") else None
-            self._sample = None if sub is None or 4 * sub.n > self.blocks.n else \
+            many = hasattr(self.blocks, "sketch") and 4 * SAMPLE_ROWS <= self.blocks.n
+            sub = self.blocks.sketch(SAMPLE_ROWS) if many else None
+            self._sample = None if sub is None else \
                 Problem(sub, self.loss, self.fit_intercept, self.penalty, self.alpha, self.minibatch)
         return self._sample
 

@@ -311,6 +311,8 @@ def test_normal_equations_columns_and_samples():
     np.testing.assert_allclose(ones.sw, plain.sw[0], rtol=1e-15)
     np.testing.assert_array_equal(sub.Xs, blocks.sample(1000).Xs)
     assert blocks.sketch(1000) is blocks.sketch(1000) and blocks.sketch(N) is None
+    # A sketch needs at least 1.5 times its rows.
+    assert blocks.sketch(2 * N // 3).n == 2 * N // 3 and blocks.sketch(2 * N // 3 + 1) is None
 
 
 @pytest.mark.parametrize("sparse", [False, True])

@@ -476,6 +476,14 @@ def test_sketched_system_takes_the_rows_diagonal_of_units_seldom_active():
         sketch = layer.system_rows(prob)
         assert sketch is not prob.blocks and sketch.n == 1024
         sketched = layer.support_system(prob, point)
+        # Sizes are rounded up to a multiple of 1024, and need 1.5 times as
+        # many rows.
+        layers.SKETCH_MIN_ROWS = 1025
+        assert layer.system_rows(prob).n == 2048
+        layers.SKETCH_MIN_ROWS = 3000
+        assert layer.system_rows(prob).n == 3072
+        layers.SKETCH_MIN_ROWS = 4097  # 5120 rows: 6000 are fewer than 1.5 times as many
+        assert layer.system_rows(prob) is prob.blocks
     finally:
         layers.SKETCH_MIN_ROWS, layers.FULL_DIAGONAL_ROWS = old
     from sklearn_sparse_mlp._operator import decode

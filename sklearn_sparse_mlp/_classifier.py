@@ -37,7 +37,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
       shared by all outputs and output weights ``v_j`` (length ``k``), with
       one joint budget over both layers (``nnz(U) + nnz(V)``).  It is a
       plain ReLU MLP (exported in ``coefs_``), but the problem is bilinear:
-      it is started from the fused solution (at most 10 iterations of fused
+      it is started from the fused solution (at most 5 iterations of fused
       IHT, which pick the units) and refined by joint IHT.
 
     The default, "auto", is "shared" with sequential gates for more than two
@@ -89,7 +89,8 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
         weights, ``n_samples`` is their sum).  It also keeps the weights
         finite on separable data, where the unpenalised logistic loss has no
         minimiser.  "auto" chooses it on the data during the fit
-        (``alpha_``): the fit starts at 1.0; after 10 iterations (or when it
+        (``alpha_``): the fit starts at 1.0; after 10 iterations (with several
+        classes, on the network of the 5-iteration fused start; or when it
         would stop earlier) each ``alpha`` of ``np.logspace(-4, 4, 33)`` is
         scored by the approximate leave-one-out log loss (Rad & Maleki, 2020)
         of the penalised Newton refit on the current support at its
@@ -172,7 +173,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseSparseMLP):
     max_iter : int, default=100
         Maximum number of IHT iterations (one full-gradient pass each) of each
         stage of the fit (each ``progressive`` stage; with several classes,
-        the fit at the budget after a fused start of at most 10 iterations;
+        the fit at the budget after a fused start of at most 5 iterations;
         each hidden layer's), or of epochs when ``batch_size`` is set.
 
     tol : float, default=1e-4

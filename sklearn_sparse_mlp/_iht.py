@@ -457,9 +457,20 @@ def iht_step(prob, point, ctl):
     # often: 21 of 30 cells against 27).
     n_refits = 2 if exact else ctl.n_halvings
     new = point
+    more_features = False
     for _ in range(ctl.n_halvings):
         u = w - mu * g
-        sel = top_s(u, keys, s)
+        if exact and prob.fit_intercept:
+            sel, dropped = _top_without_lone_biases(layer, u, keys, s)
+            if dropped and sel.size < s and not more_features:
+                # Lone biases took candidates' places: the largest feature
+                # entries join the candidates (one more gradient pass).
+                more_features = True
+                keys, g, w = _with_feature_candidates(prob, point, s, keys, g, w)
+                u = w - mu * g
+                sel, _ = _top_without_lone_biases(layer, u, keys, s)
+        else:
+            sel = top_s(u, keys, s)
         sel = sel[u[sel] != 0.0]
         if exact and prob.fit_intercept:
             trial = layer.from_entries(*_with_biases(prob, layer, keys[sel], u[sel], s))
@@ -508,6 +519,41 @@ def iht_step(prob, point, ctl):
             point = synced = sync_point(prob, point)
         point = point.layer.refine(prob, point, ctl.n_refine)
     return StepResult(point, synced, accepted, same_support, mu)
+
+
+def _top_without_lone_biases(layer, u, keys, s):
+    """``top_s(u, keys, s)`` without lone hidden biases: a bias whose unit
+    (and output) keeps no feature weight is a constant unit (exact
+    sequential gates: active on all rows or none), which the output
+    intercept already holds.  Thresholding picked only such biases on
+    features of small scale: diabetes as ``load_diabetes`` gives it (column
+    norms 1 against the bias column's sqrt(442)) with budgets of 1 to 10
+    ended at the constant model.  Their budget goes to the next entries.
+    Returns the positions and whether any bias was passed over."""
+    q, k = layer.q, layer.k
+    bias = (keys // k) % q == q - 1
+    if not bias.any():
+        return top_s(u, keys, s), False
+    group = (keys // (q * k)) * k + keys % k
+    dropped = False
+    while True:
+        sel = top_s(u, keys, s)
+        sel = sel[u[sel] != 0.0]
+        with_feature = np.unique(group[sel[~bias[sel]]])
+        lone = sel[bias[sel] & ~np.isin(group[sel], with_feature)]
+        if lone.size == 0:
+            return sel, dropped
+        if not dropped:
+            u, dropped = u.copy(), True
+        u[lone] = 0.0
+
+
+def _with_feature_candidates(prob, point, s, keys, g, w):
+    """The candidates ``(keys, g, w)`` joined by the ``s`` largest
+    off-support feature entries (no hidden bias), sorted by key."""
+    k2, g2, w2, _ = point.layer.candidates(prob, point, s, features_only=True)
+    all_keys, first = np.unique(np.concatenate([keys, k2]), return_index=True)
+    return all_keys, np.concatenate([g, g2])[first], np.concatenate([w, w2])[first]
 
 
 def _fill(prob, point, ctl, keys, g, w, s):

@@ -351,12 +351,16 @@ class FusedLayer:
         return self.replace(self.idx[keep], self.val[keep])
 
     # ---- the IHT step ----------------------------------------------------
-    def candidates(self, prob, point, s):
+    def candidates(self, prob, point, s, features_only=False):
         """(keys, gradient, weights, gradient on the support): the support and
-        the ``s`` largest off-support gradient entries, sorted by key."""
+        the ``s`` largest off-support gradient entries, sorted by key
+        (``features_only``: no hidden bias among those entries)."""
         R = prob.residual(point)
-        g_sup, c_idx, c_g = gradient_pass(prob.blocks, self.gates, self.p, self.k, self.idx, R, s,
-                                          _constant_inputs(prob))
+        skip = _constant_inputs(prob)
+        if features_only:
+            skip = np.zeros(self.q, dtype=bool) if skip is None else skip.copy()
+            skip[-1] = True
+        g_sup, c_idx, c_g = gradient_pass(prob.blocks, self.gates, self.p, self.k, self.idx, R, s, skip)
         if prob.penalty:
             g_sup = g_sup + prob.penalty * self.val
         keys = np.concatenate([self.idx, c_idx])

@@ -678,6 +678,24 @@ def test_a_fit_that_reaches_max_iter_with_budget_free_grows_into_it(monkeypatch)
     assert grown.loss_ < plain.loss_
 
 
+@pytest.mark.parametrize("budget", [1, 5])
+def test_small_budget_on_features_of_small_scale_is_not_spent_on_lone_biases(budget):
+    """``load_diabetes`` as it comes: columns of norm 1, against sqrt(442) for
+    the bias's constant input, so the hidden biases had the largest gradient
+    entries.  Thresholding gave a small budget to biases alone (constant
+    units, which the output intercept holds) and the fit ended at the
+    constant model with no weights (R^2 0).  A lone bias is passed over; its
+    budget goes to feature weights."""
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    reg = SparseMLPRegressor(budget, random_state=0).fit(X, y)
+    assert reg.n_nonzero_ == budget
+    assert np.count_nonzero(reg.coefs_[0]) >= 1
+    # One weight: a unit on one feature; bmi alone explains R^2 0.34 linearly.
+    assert reg.score(X, y) > (0.25 if budget == 1 else 0.45)
+
+
 @pytest.mark.parametrize("value", [1.0, 5.0])
 def test_a_constant_column_gets_no_weights_and_leaves_the_fit_whole(value):
     """A column constant on the rows is what the hidden bias already is: its

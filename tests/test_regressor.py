@@ -684,8 +684,8 @@ def test_small_budget_on_features_of_small_scale_is_not_spent_on_lone_biases(bud
     the bias's constant input, so the hidden biases had the largest gradient
     entries.  Thresholding gave a small budget to biases alone (constant
     units, which the output intercept holds) and the fit ended at the
-    constant model with no weights (R^2 0).  A lone bias is passed over; its
-    budget goes to feature weights."""
+    constant model with no weights (R^2 0).  A step of lone biases alone
+    passes over them, and a refill looks past them to feature weights."""
     from sklearn.datasets import load_diabetes
 
     X, y = load_diabetes(return_X_y=True)

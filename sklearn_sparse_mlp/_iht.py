@@ -836,8 +836,9 @@ def gauss_newton(prob, point, n_steps, tol=0.0, ctl=None, retry=True):
     at the current patterns
     (``refine``) for the direction.  With many rows the fractions are first
     tried on a sample of them (``Problem.sample``): the rows' loss is then
-    evaluated at the first fraction the sample accepts (or the last), and
-    the search goes on from there only if it is not lower.
+    evaluated at the first fraction the sample accepts, and the search goes
+    on from there only if it is not lower; the step fails if the sample
+    accepts none.
     """
     use_system = point.layer.kind == "fused" and point.layer.system_ok(prob)
     sample = prob.sample() if use_system else None
@@ -912,7 +913,8 @@ def _damped(prob, sample, point, dv):
     """The first of the points ``point + t dv``, ``t`` = 1, 1/2, ...
     (``GN_TRIALS`` fractions), its gates updated, that lowers the loss; None
     if none does.  With a row ``sample`` the fractions are first tried on it
-    and the rows' loss is evaluated from the first one it accepts.  Small
+    and the rows' loss is evaluated from the first one it accepts (None if
+    it accepts none).  Small
     networks on few rows evaluate every fraction in one call
     (``_trial_losses``); the point returned is the same."""
     layer = point.layer
@@ -930,9 +932,18 @@ def _damped(prob, sample, point, dv):
 
     t, h = 1.0, 0
     if sample is not None:
+        # No fraction that the sample rejects is tried on all the rows: the
+        # two agree closely (make_friedman1 at n=1e6: the relative changes
+        # on 8192 rows and on all of them matched to 2 digits at every
+        # fraction), and the smallest fraction tried on all the rows after
+        # the sample rejected every other one almost never lowered the loss:
+        # a forward pass over all the rows for nothing at most failed steps
+        # (make_friedman1, n=1e6, s=210: a default fit 18.1 -> 8.5 s).
         L_sample = sample.evaluate(layer, point.b).L
-        while h < GN_TRIALS - 1 and not lower(trial(t, sample).L, L_sample):
+        while not lower(trial(t, sample).L, L_sample):
             t, h = 0.5 * t, h + 1
+            if h == GN_TRIALS:
+                return None
     else:
         losses = _trial_losses(prob, point, dv, [0.5 ** h for h in range(GN_TRIALS)])
         if losses is not None:

@@ -523,9 +523,9 @@ def iht_step(prob, point, ctl):
 
 def _top_without_lone_biases(layer, u, keys, s):
     """``top_s(u, keys, s)``, or, when it holds hidden biases alone, the
-    same without lone biases: a bias whose unit (and output) keeps no
-    feature weight is a constant unit (exact sequential gates: active on
-    all rows or none), which the output intercept already holds.
+    same without lone biases: a bias whose unit keeps no feature weight is
+    a constant unit (exact sequential gates: active on all rows or none),
+    which the output intercept already holds.
     Thresholding picked only such biases on features of small scale:
     diabetes as ``load_diabetes`` gives it (column norms 1 against the bias
     column's sqrt(442)) with budgets of 1 to 10 ended at the constant model
@@ -539,15 +539,15 @@ def _top_without_lone_biases(layer, u, keys, s):
     bias = (keys // k) % q == q - 1
     if not bias.any():
         return top_s(u, keys, s), False
-    group = (keys // (q * k)) * k + keys % k
+    unit = keys // (q * k)
     dropped = False
     while True:
         sel = top_s(u, keys, s)
         sel = sel[u[sel] != 0.0]
         if not dropped and not bias[sel].all():
             return sel, False
-        with_feature = np.unique(group[sel[~bias[sel]]])
-        lone = sel[bias[sel] & ~np.isin(group[sel], with_feature)]
+        with_feature = np.unique(unit[sel[~bias[sel]]])
+        lone = sel[bias[sel] & ~np.isin(unit[sel], with_feature)]
         if lone.size == 0:
             return sel, dropped
         if not dropped:

@@ -537,8 +537,6 @@ def _top_without_lone_biases(layer, u, keys, s):
     any bias was passed over."""
     q, k = layer.q, layer.k
     bias = (keys // k) % q == q - 1
-    if not bias.any():
-        return top_s(u, keys, s), False
     unit = keys // (q * k)
     dropped = False
     while True:
@@ -585,15 +583,14 @@ def _fill(prob, point, ctl, keys, g, w, s):
         # (all rows or none), and it would merge into the output intercept
         # or die at the gate update (image fitting, 250 weights: 68 of the
         # 131 entries of the first refill).
-        q, k = layer.q, layer.k
-        lone_bias = ((keys[off] // k) % q == q - 1) & ~np.isin(keys[off] // (q * k), layer.units)
+        lone_bias = _new_unit_biases(layer, keys[off])
         off = off[~lone_bias]
         if lone_bias.any() and off.size == 0:
             # Such biases took the candidates' places (features of small
             # scale): the largest feature entries join them.
             keys, g, w = _with_feature_candidates(prob, point, s, keys, g, w)
             off = np.flatnonzero(w == 0.0)
-            off = off[((keys[off] // k) % q != q - 1) | np.isin(keys[off] // (q * k), layer.units)]
+            off = off[~_new_unit_biases(layer, keys[off])]
     new, mu = _largest_entries(prob, layer, keys, g, off, s)
     if new.size == 0:
         return None
@@ -602,6 +599,12 @@ def _fill(prob, point, ctl, keys, g, w, s):
     if cand is None:
         ctl.fill_failed = attempt
     return cand
+
+
+def _new_unit_biases(layer, keys):
+    """Which of ``keys`` are hidden biases of units outside ``layer``."""
+    q, k = layer.q, layer.k
+    return ((keys // k) % q == q - 1) & ~np.isin(keys // (q * k), layer.units)
 
 
 def _try_entries(prob, point, ctl, keys, g, w, s, tries):
